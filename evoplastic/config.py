@@ -1,0 +1,289 @@
+"""Experiment configuration: one tree of frozen dataclasses is both schema and defaults.
+
+YAML files hold only overrides; ``key.sub=value`` overrides go through the same loader.
+Unknown keys and wrong types are errors that name the key and the accepted values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The plastic network: layer sizes, nonlinearity and feedback pathway."""
+
+    dims: tuple[int, ...] = (784, 170, 130, 100, 70, 47)
+    """Layer widths, input first; the last is the softmax output."""
+    activation: str = "softplus"
+    """Hidden nonlinearity: softplus, relu, leaky_relu, tanh, sigmoid, hardtanh, heaviside."""
+    beta: float = 10.0
+    """Softplus sharpness β (paper: 10)."""
+    negative_slope: float = 0.01
+    """Slope of leaky_relu for negative inputs."""
+    surrogate_width: float = 1.0
+    """Width of heaviside's fast-sigmoid surrogate derivative 1/(1+|z|/w)^2."""
+    feedback: str = "fa"
+    """Error pathway: fa (fixed random B) or bp (B = W at every step, i.e. backprop)."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Where images come from and how an M-way few-shot online task is drawn."""
+
+    dataset: str = "emnist"
+    """emnist, mnist, fashion-mnist, digits, npz:PATH or idx:DIR."""
+    split: str = "train"
+    """train or test split of torchvision/IDX datasets."""
+    data_dir: str = ""
+    """Cache/download directory; empty means ~/.cache/evoplastic."""
+    download: bool = False
+    """Allow torchvision to download a missing dataset."""
+    n_way: int = 5
+    k_shot: int = 50
+    """Training images per class, presented once, shuffled, one at a time."""
+    n_query: int = 10
+    classes: tuple[int, ...] = ()
+    """Class ids tasks are drawn from; empty means all classes of the dataset."""
+    relabel: bool = False
+    """Map a task's classes to labels 0..n_way-1 instead of dataset class ids."""
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """Which plasticity terms are meta-learned, their start values and the L1 weight."""
+
+    terms: str = "pool"
+    """A named rule (fa, bp, bio, ehebb, oja, pool) or term indices such as '0,2,9'."""
+    theta_init: tuple[float, ...] = ()
+    """Initial θ per searched term (paper units); empty means θ_0 = 1e-3, others 0."""
+    l1: float = 0.0
+    """λ of the λ‖θ‖₁ penalty added to the meta-loss."""
+
+
+@dataclass(frozen=True)
+class ESConfig:
+    """Evolution-strategy settings (evotorch)."""
+
+    algorithm: str = "cmaes"
+    """cmaes, pgpe, snes, xnes or cem."""
+    population_size: int = 16
+    stdev_init: float = 0.5
+    """Initial search spread, in scaled coordinates (θ_r / term_scale_r)."""
+    term_scale: tuple[float, ...] = ()
+    """Paper units per search unit for each of the 10 terms; empty means built-in defaults."""
+    center_lr: float = 0.3
+    """PGPE: centre learning rate (ClipUp's step size or Adam's lr)."""
+    stdev_lr: float = 0.1
+    """PGPE/SNES/XNES: learning rate of the search spread."""
+    optimizer: str = "clipup"
+    """PGPE centre optimiser: clipup, adam or sgd."""
+    max_speed: float = 0.0
+    """ClipUp maximum speed; 0 means 2 × center_lr."""
+    parenthood_ratio: float = 0.5
+    """CEM: fraction of the population that are parents."""
+    member_chunk: int = 0
+    """Members evaluated per inner-loop call; 0 means all at once."""
+
+
+@dataclass(frozen=True)
+class AdamConfig:
+    """The paper's gradient outer loop."""
+
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment; saved resolved into every run directory and checkpoint."""
+
+    name: str = "experiment"
+    seed: int = 0
+    outer: str = "es"
+    """Outer optimiser: es or adam."""
+    steps: int = 600
+    """Generations (ES) or episodes (Adam)."""
+    tasks_per_step: int = 1
+    """Tasks T per generation/episode; every member sees the same T tasks."""
+    eval_every: int = 10
+    """Evaluate the centre θ on fresh tasks every k steps (0: never)."""
+    eval_tasks: int = 10
+    """Fresh tasks per periodic evaluation."""
+    final_eval_tasks: int = 100
+    """Fresh tasks for the evaluation at the end of the run."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:N or auto."""
+    dtype: str = "float32"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    rule: RuleConfig = field(default_factory=RuleConfig)
+    es: ESConfig = field(default_factory=ESConfig)
+    adam: AdamConfig = field(default_factory=AdamConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML value to the annotated type, or raise a ConfigError naming the key."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{key}' is a section; give a mapping, not {value!r}")
+        return _build(tp, value, prefix=f"{key}.")
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", " ").split()]
+            value = [yaml.safe_load(v) for v in value]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"unsupported union type for '{key}'")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"'{key}' must be {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, values: dict, prefix: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from a (partial) mapping, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"known keys under '{prefix or 'top level'}': {', '.join(sorted(known))}"
+        )
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """Turn ``a.b=c`` into ``{'a': {'b': c}}`` with c parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. es.population_size=32")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    nested: dict = value
+    for part in reversed(key.strip().split(".")):
+        nested = {part: nested}
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
+    """Defaults, then the YAML file's overrides, then ``key=value`` overrides, validated."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found; see the YAML files in configs/")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of config keys")
+        values = loaded
+        values.setdefault("name", path.stem)
+    for text in overrides:
+        values = _merge(values, parse_override(text))
+    return validate(_build(ExperimentConfig, values))
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Plain nested dict (tuples as lists) for YAML/JSON output."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_from_dict(values: dict) -> ExperimentConfig:
+    """Rebuild a config saved by :func:`config_to_dict`."""
+    return validate(_build(ExperimentConfig, values))
+
+
+def _choice(value: str, allowed: typing.Iterable[str], key: str) -> None:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(f"unknown {key} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+def validate(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Check values that the types alone cannot; return the config unchanged."""
+    from evoplastic.network import ACTIVATIONS, FEEDBACK_MODES
+    from evoplastic.rules import resolve_terms
+
+    net, task = cfg.network, cfg.task
+    if len(net.dims) < 2 or any(d < 1 for d in net.dims):
+        raise ConfigError(f"network.dims must be ≥ 2 positive widths, got {list(net.dims)}")
+    _choice(net.activation, ACTIVATIONS, "network.activation")
+    _choice(net.feedback, FEEDBACK_MODES, "network.feedback")
+    _choice(cfg.outer, ("es", "adam"), "outer")
+    _choice(cfg.dtype, ("float32", "float64"), "dtype")
+    _choice(cfg.es.algorithm, ("cmaes", "pgpe", "snes", "xnes", "cem"), "es.algorithm")
+    _choice(cfg.es.optimizer, ("clipup", "adam", "sgd"), "es.optimizer")
+    for key in ("n_way", "k_shot", "n_query"):
+        if getattr(task, key) < 1:
+            raise ConfigError(f"task.{key} must be ≥ 1, got {getattr(task, key)}")
+    if task.relabel and net.dims[-1] < task.n_way:
+        raise ConfigError(
+            f"task.relabel needs ≥ n_way={task.n_way} outputs, but network.dims ends in {net.dims[-1]}"
+        )
+    for key in ("steps", "tasks_per_step"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be ≥ 1, got {getattr(cfg, key)}")
+    if cfg.es.population_size < 2:
+        raise ConfigError(f"es.population_size must be ≥ 2, got {cfg.es.population_size}")
+    terms = resolve_terms(cfg.rule.terms)
+    if cfg.rule.theta_init and len(cfg.rule.theta_init) != len(terms):
+        raise ConfigError(
+            f"rule.theta_init has {len(cfg.rule.theta_init)} values but rule.terms "
+            f"{cfg.rule.terms!r} searches {len(terms)} terms {list(terms)}"
+        )
+    if cfg.es.term_scale and len(cfg.es.term_scale) != 10:
+        raise ConfigError(f"es.term_scale needs 10 values (one per pool term), got {len(cfg.es.term_scale)}")
+    if cfg.rule.l1 < 0:
+        raise ConfigError(f"rule.l1 must be ≥ 0, got {cfg.rule.l1}")
+    return cfg
+
+
+__all__ = [
+    "AdamConfig", "ConfigError", "ESConfig", "ExperimentConfig", "NetworkConfig", "RuleConfig",
+    "TaskConfig", "config_from_dict", "config_to_dict", "load_config", "parse_override", "replace",
+    "validate",
+]

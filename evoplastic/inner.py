@@ -1,0 +1,181 @@
+"""The inner loop (paper Alg. 1): N (θ, task) pairs learn online at once, then are scored.
+
+One function serves both outer loops. It never sets the grad mode: when θ requires grad
+under autograd, weights are updated out of place so the meta-gradient flows through the
+whole episode; otherwise they are updated in place, keeping no graph (ES).
+Shapes: N pairs, layer ℓ weights (N, n_ℓ, n_{ℓ-1}); every tensor has the batch axis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from evoplastic.network import Activation, NetworkState
+from evoplastic.rules import expand_theta, low_rank_update
+from evoplastic.tasks import TaskBatch
+
+
+@dataclass
+class EpisodeResult:
+    """Per-pair query cross-entropy and accuracy (N,), and the adapted weights."""
+
+    loss: torch.Tensor
+    accuracy: torch.Tensor
+    weights: list[torch.Tensor]
+
+
+@dataclass
+class StepTrace:
+    """One online step's forward/backward quantities, per layer (index 0 is the input)."""
+
+    activations: list[torch.Tensor]
+    drives: list[torch.Tensor]
+    errors: list[torch.Tensor]
+
+
+def tile(x: torch.Tensor, copies: int) -> torch.Tensor:
+    """Repeat along the batch axis (member n gets row n mod T); no copy when copies == 1."""
+    return x if copies == 1 else x.repeat(copies, *([1] * (x.dim() - 1)))
+
+
+def forward(weights: list[torch.Tensor], x: torch.Tensor, activation: Activation) -> tuple[list, list]:
+    """Activations y_0..y_L (y_L = softmax) and drives z_1..z_L for inputs x (N, D)."""
+    ys, zs = [x], []
+    for layer, w in enumerate(weights):
+        z = torch.matmul(w, ys[-1].unsqueeze(2)).squeeze(2)
+        zs.append(z)
+        last = layer == len(weights) - 1
+        ys.append(torch.softmax(z, 1) if last else activation.forward(z))
+    return ys, zs
+
+
+def backward_errors(
+    feedback: list[torch.Tensor],
+    zs: list[torch.Tensor],
+    output: torch.Tensor,
+    target: torch.Tensor,
+    activation: Activation,
+    input_derivative: torch.Tensor,
+) -> list[torch.Tensor]:
+    """Errors e_0..e_L: e_L = softmax - onehot, e_{ℓ-1} = (B_ℓᵀ e_ℓ) ⊙ σ'(z_{ℓ-1}).
+
+    input_derivative is σ' written through the pixels, for the synthetic error e_0.
+    """
+    errors = [output - target]
+    for layer in range(len(feedback) - 1, -1, -1):
+        back = torch.matmul(errors[0].unsqueeze(1), feedback[layer]).squeeze(1)
+        slope = activation.derivative(zs[layer - 1]) if layer > 0 else input_derivative
+        errors.insert(0, back * slope)
+    return errors
+
+
+def online_step(
+    weights: list[torch.Tensor],
+    feedback: list[torch.Tensor] | None,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    activation: Activation,
+    input_derivative: torch.Tensor,
+) -> StepTrace:
+    """Forward one sample per pair and propagate errors (bp when feedback is None)."""
+    ys, zs = forward(weights, x, activation)
+    errors = backward_errors(feedback if feedback is not None else weights, zs, ys[-1], target,
+                             activation, input_derivative)
+    return StepTrace(ys, zs, errors)
+
+
+def apply_rule(
+    weights: list[torch.Tensor], theta_full: torch.Tensor, terms: tuple[int, ...], trace: StepTrace
+) -> list[torch.Tensor]:
+    """W_ℓ ← (1-θ_3) W_ℓ - U Vᵀ for every layer, from the same step's trace.
+
+    In place when no graph is being recorded for θ; out of place otherwise.
+    """
+    inplace = not (torch.is_grad_enabled() and theta_full.requires_grad)
+    updated = []
+    for layer, w in enumerate(weights):
+        decay, left, right = low_rank_update(
+            theta_full, terms, w,
+            pre=trace.activations[layer], post=trace.activations[layer + 1],
+            pre_error=trace.errors[layer], post_error=trace.errors[layer + 1],
+            post_drive=trace.drives[layer],
+        )
+        if inplace:
+            if decay is not None:
+                w.mul_((1 - decay).view(-1, 1, 1))
+            w.baddbmm_(left, right.transpose(1, 2), alpha=-1)
+        else:
+            if decay is not None:
+                w = w * (1 - decay).view(-1, 1, 1)
+            w = w - torch.bmm(left, right.transpose(1, 2))
+        updated.append(w)
+    return updated
+
+
+def query_scores(
+    weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, activation: Activation
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy (N,) of query images x (N, Q, D) with labels y (N, Q)."""
+    h = x
+    for layer, w in enumerate(weights):
+        h = torch.matmul(h, w.transpose(1, 2))
+        if layer < len(weights) - 1:
+            h = activation.forward(h)
+    loss = F.cross_entropy(h.transpose(1, 2), y, reduction="none").mean(1)
+    accuracy = (h.argmax(2) == y).to(h.dtype).mean(1)
+    return loss, accuracy
+
+
+def _check_shapes(theta: torch.Tensor, terms: tuple[int, ...], tasks: TaskBatch, init: NetworkState) -> int:
+    n, n_tasks = theta.shape[0], tasks.n_tasks
+    if theta.dim() != 2 or theta.shape[1] != len(terms):
+        raise ValueError(f"theta must be (N, {len(terms)}) for terms {list(terms)}, got {tuple(theta.shape)}")
+    if n % n_tasks:
+        raise ValueError(f"N={n} pairs must be a multiple of the {n_tasks} tasks")
+    if init.weights[0].shape[0] != n_tasks:
+        raise ValueError(f"initial weights hold {init.weights[0].shape[0]} episodes, tasks {n_tasks}")
+    if tasks.train_x.shape[2] != init.weights[0].shape[2]:
+        raise ValueError(
+            f"images have {tasks.train_x.shape[2]} pixels but network.dims starts with "
+            f"{init.weights[0].shape[2]}; set network.dims[0] = {tasks.train_x.shape[2]}"
+        )
+    n_out = init.weights[-1].shape[1]
+    top = int(max(tasks.train_y.max(), tasks.query_y.max()))
+    if top >= n_out:
+        raise ValueError(
+            f"label {top} does not fit {n_out} output units; widen network.dims[-1] to ≥ {top + 1} "
+            f"or set task.relabel=true"
+        )
+    return n // n_tasks
+
+
+def run_episode(
+    theta: torch.Tensor,
+    terms: tuple[int, ...],
+    tasks: TaskBatch,
+    init: NetworkState,
+    activation: Activation,
+) -> EpisodeResult:
+    """Train N = P·T fresh networks online on their tasks with rule θ; score on query sets.
+
+    theta (N, len(terms)) holds the searched coefficients; pair n uses task n mod T and
+    that task's initial W (and B). Feedback mode is bp when ``init.feedback`` is None.
+    """
+    copies = _check_shapes(theta, terms, tasks, init)
+    theta_full = expand_theta(theta, terms)
+    weights = [tile(w, copies).clone() for w in init.weights]
+    feedback = None if init.feedback is None else [tile(b, copies) for b in init.feedback]
+    n_out = weights[-1].shape[1]
+    targets = F.one_hot(tasks.train_y, n_out).to(theta.dtype)
+    input_slopes = activation.derivative_from_output(tasks.train_x)
+    for step in range(tasks.train_x.shape[1]):
+        trace = online_step(
+            weights, feedback, tile(tasks.train_x[:, step], copies), tile(targets[:, step], copies),
+            activation, tile(input_slopes[:, step], copies),
+        )
+        weights = apply_rule(weights, theta_full, terms, trace)
+    loss, accuracy = query_scores(weights, tile(tasks.query_x, copies), tile(tasks.query_y, copies), activation)
+    return EpisodeResult(loss, accuracy, weights)

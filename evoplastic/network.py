@@ -1,0 +1,134 @@
+"""Activations with the derivatives the error pathway needs, and Xavier initialisation.
+
+Each activation gives σ(z), σ'(z) for hidden errors, and σ' written through the
+activation value, used for the synthetic input error e_0 = (B_1ᵀ e_1) ⊙ σ'(x), where the
+pixels x are treated as if they were activations (paper: 1 - exp(-β x) for softplus).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from evoplastic.config import NetworkConfig
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+FEEDBACK_MODES = ("fa", "bp")
+"""fa: fixed random feedback B (Xavier, independent of W); bp: B = W at every step."""
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A hidden nonlinearity and the derivatives used in the error pathway."""
+
+    name: str
+    forward: Fn
+    derivative: Fn
+    """σ'(z) used in e_{ℓ-1} = (B_ℓᵀ e_ℓ) ⊙ σ'(z_{ℓ-1}); a surrogate for step functions."""
+    derivative_from_output: Fn
+    """σ' expressed through y = σ(z); applied to the pixels for e_0."""
+    twice_differentiable: bool
+    """Whether the Adam outer loop can differentiate through the error pathway."""
+
+
+def _softplus(beta: float) -> Activation:
+    return Activation(
+        "softplus",
+        lambda z: F.softplus(z, beta=beta),
+        lambda z: torch.sigmoid(beta * z),
+        lambda y: 1.0 - torch.exp(-beta * y),
+        True,
+    )
+
+
+def _relu(_: NetworkConfig) -> Activation:
+    return Activation("relu", torch.relu, lambda z: (z > 0).to(z.dtype), lambda y: (y > 0).to(y.dtype), False)
+
+
+def _leaky_relu(cfg: NetworkConfig) -> Activation:
+    s = cfg.negative_slope
+
+    def slope(v: torch.Tensor) -> torch.Tensor:
+        return torch.where(v > 0, torch.ones_like(v), torch.full_like(v, s))
+
+    return Activation("leaky_relu", lambda z: F.leaky_relu(z, s), slope, slope, False)
+
+
+def _tanh(_: NetworkConfig) -> Activation:
+    return Activation("tanh", torch.tanh, lambda z: 1 - torch.tanh(z) ** 2, lambda y: 1 - y**2, True)
+
+
+def _sigmoid(_: NetworkConfig) -> Activation:
+    def deriv(z: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(z)
+        return s * (1 - s)
+
+    return Activation("sigmoid", torch.sigmoid, deriv, lambda y: y * (1 - y), True)
+
+
+def _hardtanh(_: NetworkConfig) -> Activation:
+    def inside(v: torch.Tensor) -> torch.Tensor:
+        return (v.abs() < 1).to(v.dtype)
+
+    return Activation("hardtanh", F.hardtanh, inside, inside, False)
+
+
+def _heaviside(cfg: NetworkConfig) -> Activation:
+    """Step σ(z) = [z > 0]; σ' is the fast-sigmoid surrogate 1/(1+|z|/w)^2; e_0 uses σ' = 1."""
+    w = cfg.surrogate_width
+    return Activation(
+        "heaviside",
+        lambda z: (z > 0).to(z.dtype),
+        lambda z: 1.0 / (1.0 + z.abs() / w) ** 2,
+        torch.ones_like,  # the step cannot be inverted: pass the input error straight through
+        False,
+    )
+
+
+ACTIVATIONS: dict[str, Callable[[NetworkConfig], Activation]] = {
+    "softplus": lambda cfg: _softplus(cfg.beta),
+    "relu": _relu,
+    "leaky_relu": _leaky_relu,
+    "tanh": _tanh,
+    "sigmoid": _sigmoid,
+    "hardtanh": _hardtanh,
+    "heaviside": _heaviside,
+}
+
+
+def make_activation(cfg: NetworkConfig) -> Activation:
+    """The configured hidden activation, or a ValueError listing the known ones."""
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {cfg.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[cfg.activation](cfg)
+
+
+def xavier_uniform(
+    dims: tuple[int, ...], n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> list[torch.Tensor]:
+    """n independent Xavier-uniform weight stacks: layer ℓ has shape (n, dims[ℓ], dims[ℓ-1])."""
+    layers = []
+    for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        u = torch.rand(n, fan_out, fan_in, generator=generator, dtype=torch.float64)
+        layers.append(((2 * u - 1) * bound).to(dtype))
+    return layers
+
+
+@dataclass
+class NetworkState:
+    """Initial forward weights and feedback weights of T episodes (feedback None for bp)."""
+
+    weights: list[torch.Tensor]
+    feedback: list[torch.Tensor] | None
+
+
+def init_network(cfg: NetworkConfig, n: int, generator: torch.Generator, dtype: torch.dtype) -> NetworkState:
+    """Fresh W (and, for fa, an independent B) per episode, as the paper re-draws them."""
+    weights = xavier_uniform(cfg.dims, n, generator, dtype)
+    feedback = xavier_uniform(cfg.dims, n, generator, dtype) if cfg.feedback == "fa" else None
+    return NetworkState(weights, feedback)

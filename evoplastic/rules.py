@@ -1,0 +1,130 @@
+"""The paper's pool of ten plasticity terms and its rank-≤3 update.
+
+Every term except the decay T3 is an outer product, so the whole update of one layer is
+``W ← (1 - θ_3) W - U Vᵀ`` with U, V of at most three columns: three outer products
+instead of ten dense matrices. Signs follow the paper: ``ΔW = -Σ_r θ_r T_r``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+N_TERMS = 10
+
+TERM_FORMULAS = (
+    "e_l y_{l-1}^T",
+    "y_l e_{l-1}^T",
+    "e_l e_{l-1}^T",
+    "W_l",
+    "1 e_{l-1}^T",
+    "(1^T y_l) e_l y_{l-1}^T",
+    "(y_l^T W_l e_{l-1}) y_l e_{l-1}^T",
+    "(y_l^T W_l e_{l-1}) e_l y_{l-1}^T",
+    "(e_l^T W_l y_{l-1}) y_l e_{l-1}^T",
+    "y_l y_{l-1}^T - y_l y_l^T W_l",
+)
+"""Human-readable formula of each term T0..T9 (paper Eqs. 14-23)."""
+
+NAMED_RULES = {
+    "fa": (0,),
+    "bp": (0,),
+    "bio": (0, 2, 9),
+    "ehebb": (0, 2),
+    "oja": (0, 9),
+    "pool": tuple(range(N_TERMS)),
+}
+"""Rule sets of the paper by name; ``fa`` and ``bp`` differ only in the feedback mode."""
+
+DEFAULT_TERM_SCALE = (1e-2, 1e-3, 1e-2, 1e-4, 1e-3, 1e-4, 1e-3, 1e-3, 1e-3, 1e-2)
+"""Paper units per ES search unit for each term, so that O(1) steps are sensible.
+
+T5 carries Σy_ℓ (tens), T6-T8 carry scalar products with W; their θ are much smaller.
+"""
+
+_NEEDS_BACKPROJECTION = frozenset({6, 7, 9})  # terms that use u = W^T y_l
+
+
+def resolve_terms(spec: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """Named rule or comma/space separated term indices -> sorted unique term indices."""
+    if isinstance(spec, str):
+        text = spec.strip().lower()
+        if text in NAMED_RULES:
+            return NAMED_RULES[text]
+        parts = text.replace(",", " ").split()
+        try:
+            spec = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(
+                f"unknown rule {spec!r}; use one of {', '.join(NAMED_RULES)} "
+                f"or term indices 0-{N_TERMS - 1} such as '0,2,9'"
+            ) from None
+    terms = tuple(sorted(set(int(t) for t in spec)))
+    if not terms or any(t < 0 or t >= N_TERMS for t in terms):
+        raise ValueError(f"rule terms must be a non-empty subset of 0..{N_TERMS - 1}, got {list(spec)}")
+    return terms
+
+
+def default_theta(terms: tuple[int, ...]) -> tuple[float, ...]:
+    """The paper's start: θ_0 = 1e-3, every other term 0."""
+    return tuple(1e-3 if t == 0 else 0.0 for t in terms)
+
+
+def expand_theta(theta: torch.Tensor, terms: tuple[int, ...]) -> torch.Tensor:
+    """(N, len(terms)) coefficients of the searched terms -> (N, 10), zeros elsewhere."""
+    full = theta.new_zeros(theta.shape[0], N_TERMS)
+    return full.index_copy(1, torch.tensor(terms, device=theta.device), theta)
+
+
+def low_rank_update(
+    theta: torch.Tensor,
+    terms: tuple[int, ...],
+    weight: torch.Tensor,
+    pre: torch.Tensor,
+    post: torch.Tensor,
+    pre_error: torch.Tensor,
+    post_error: torch.Tensor,
+    post_drive: torch.Tensor,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Factor ``-Σ θ_r T_r`` as ``(decay, U, V)`` with ``ΔW = -decay·W - U Vᵀ``.
+
+    Shapes: theta (N, 10) in the full pool, weight (N, n_post, n_pre), pre/pre_error
+    (N, n_pre), post/post_error/post_drive (N, n_post); post_drive is z_ℓ = W y_{ℓ-1}.
+    Returns decay (N,) or None when T3 is not searched, U (N, n_post, k), V (N, n_pre, k).
+    """
+    active = set(terms)
+    th = theta.unbind(1)
+    left, right = [], []
+    mixed = None
+    if active & _NEEDS_BACKPROJECTION:
+        back = torch.matmul(post.unsqueeze(1), weight).squeeze(1)  # u = W^T y_l, (N, n_pre)
+        mixed = (back * pre_error).sum(1)  # y_l^T W e_{l-1}
+    if active & {0, 2, 5, 7}:  # e_l ⊗ (a y_{l-1} + θ2 e_{l-1})
+        a = th[0]
+        if 5 in active:
+            a = a + th[5] * post.sum(1)
+        if 7 in active:
+            a = a + th[7] * mixed
+        right_vec = a.unsqueeze(1) * pre
+        if 2 in active:
+            right_vec = right_vec + th[2].unsqueeze(1) * pre_error
+        left.append(post_error)
+        right.append(right_vec)
+    if active & {1, 4, 6, 8}:  # (b y_l + θ4 1) ⊗ e_{l-1}
+        b = th[1]
+        if 6 in active:
+            b = b + th[6] * mixed
+        if 8 in active:
+            b = b + th[8] * (post_error * post_drive).sum(1)
+        left_vec = b.unsqueeze(1) * post
+        if 4 in active:
+            left_vec = left_vec + th[4].unsqueeze(1)
+        left.append(left_vec)
+        right.append(pre_error)
+    if 9 in active:  # Oja: y_l ⊗ (y_{l-1} - W^T y_l)
+        left.append(th[9].unsqueeze(1) * post)
+        right.append(pre - back)
+    if not left:  # only the decay term is searched
+        left.append(torch.zeros_like(post))
+        right.append(torch.zeros_like(pre))
+    decay = th[3] if 3 in active else None
+    return decay, torch.stack(left, 2), torch.stack(right, 2)

@@ -1,0 +1,91 @@
+"""Few-shot online tasks: M classes, K training images each (shuffled), Q query images each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evoplastic.config import TaskConfig
+from evoplastic.data import Dataset
+
+
+@dataclass
+class TaskBatch:
+    """T tasks as tensors: train stream (T, S, D) with S = M·K, query set (T, Q·M, D)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+    classes: torch.Tensor
+    """(T, M) dataset class ids of each task, in label order when relabelled."""
+
+    @property
+    def n_tasks(self) -> int:
+        return self.train_x.shape[0]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "TaskBatch":
+        return TaskBatch(
+            self.train_x.to(device, dtype), self.train_y.to(device),
+            self.query_x.to(device, dtype), self.query_y.to(device), self.classes.to(device),
+        )
+
+    def repeat(self, copies: int) -> "TaskBatch":
+        """Tile to copies·T tasks (member n sees task n mod T), sharing no storage problems."""
+        if copies == 1:
+            return self
+        tile = (lambda t: t.repeat(copies, *([1] * (t.dim() - 1))))
+        return TaskBatch(*(tile(t) for t in (self.train_x, self.train_y, self.query_x, self.query_y, self.classes)))
+
+
+class TaskSampler:
+    """Draws seeded M-way tasks from a dataset, optionally from a subset of its classes."""
+
+    def __init__(self, dataset: Dataset, cfg: TaskConfig):
+        self.dataset, self.cfg = dataset, cfg
+        present = torch.unique(dataset.labels).tolist()
+        classes = list(cfg.classes) if cfg.classes else present
+        missing = sorted(set(classes) - set(present))
+        if missing:
+            raise ValueError(f"task.classes {missing} do not occur in dataset {dataset.name} (it has {present})")
+        if len(classes) < cfg.n_way:
+            raise ValueError(
+                f"n_way={cfg.n_way} needs at least that many classes, but only {len(classes)} are "
+                f"available ({classes}); lower task.n_way or widen task.classes"
+            )
+        need = cfg.k_shot + cfg.n_query
+        self.by_class = {}
+        for c in classes:
+            idx = torch.nonzero(dataset.labels == c).squeeze(1)
+            if len(idx) < need:
+                raise ValueError(
+                    f"class {c} of {dataset.name} has {len(idx)} images but k_shot + n_query = {need}; "
+                    f"lower task.k_shot/task.n_query or drop the class from task.classes"
+                )
+            self.by_class[c] = idx
+        self.classes = classes
+
+    def sample(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
+        """T tasks; classes drawn without replacement, the training stream shuffled."""
+        cfg = self.cfg
+        tx, ty, qx, qy, cls = [], [], [], [], []
+        for _ in range(n_tasks):
+            chosen = [self.classes[i] for i in torch.randperm(len(self.classes), generator=generator)[: cfg.n_way]]
+            train_idx, query_idx, train_lab, query_lab = [], [], [], []
+            for label, c in enumerate(chosen):
+                pool = self.by_class[c]
+                pick = pool[torch.randperm(len(pool), generator=generator)[: cfg.k_shot + cfg.n_query]]
+                target = label if cfg.relabel else c
+                train_idx.append(pick[: cfg.k_shot])
+                query_idx.append(pick[cfg.k_shot:])
+                train_lab += [target] * cfg.k_shot
+                query_lab += [target] * cfg.n_query
+            train_idx = torch.cat(train_idx)
+            order = torch.randperm(len(train_idx), generator=generator)
+            tx.append(self.dataset.images[train_idx[order]])
+            ty.append(torch.tensor(train_lab)[order])
+            qx.append(self.dataset.images[torch.cat(query_idx)])
+            qy.append(torch.tensor(query_lab))
+            cls.append(torch.tensor(chosen))
+        return TaskBatch(torch.stack(tx), torch.stack(ty), torch.stack(qx), torch.stack(qy), torch.stack(cls))
