@@ -221,6 +221,14 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     return validate(_build(ExperimentConfig, values))
 
 
+def override_config(cfg: ExperimentConfig, overrides: typing.Sequence[str]) -> ExperimentConfig:
+    """Apply ``key=value`` overrides to an existing config (e.g. one saved in a run)."""
+    values = config_to_dict(cfg)
+    for text in overrides:
+        values = _merge(values, parse_override(text))
+    return validate(_build(ExperimentConfig, values))
+
+
 def config_to_dict(cfg: Any) -> dict:
     """Plain nested dict (tuples as lists) for YAML/JSON output."""
     def plain(v: Any) -> Any:
@@ -277,6 +285,13 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         )
     if cfg.es.term_scale and len(cfg.es.term_scale) != 10:
         raise ConfigError(f"es.term_scale needs 10 values (one per pool term), got {len(cfg.es.term_scale)}")
+    if cfg.outer == "adam":
+        from evoplastic.outer.adam import check_differentiable
+
+        try:
+            check_differentiable(cfg)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     if cfg.rule.l1 < 0:
         raise ConfigError(f"rule.l1 must be ≥ 0, got {cfg.rule.l1}")
     return cfg
@@ -284,6 +299,6 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
 
 __all__ = [
     "AdamConfig", "ConfigError", "ESConfig", "ExperimentConfig", "NetworkConfig", "RuleConfig",
-    "TaskConfig", "config_from_dict", "config_to_dict", "load_config", "parse_override", "replace",
+    "TaskConfig", "config_from_dict", "config_to_dict", "load_config", "override_config", "parse_override", "replace",
     "validate",
 ]

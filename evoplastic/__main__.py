@@ -1,0 +1,3 @@
+from evoplastic.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""Meta-loss of candidate rules: mean query cross-entropy over T common tasks + λ‖θ‖₁.
+
+Every candidate of a step sees the same T tasks and the same initial W and B (common
+random numbers), all derived from (run seed, step) so that any process rebuilds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evoplastic.config import ExperimentConfig
+from evoplastic.inner import run_episode
+from evoplastic.network import NetworkState, init_network, make_activation
+from evoplastic.rules import resolve_terms
+from evoplastic.seeding import make_generator
+from evoplastic.tasks import TaskBatch, TaskSampler
+
+DIVERGED_FITNESS = 1e6
+"""Finite worst value given to a candidate whose episode produced NaN/inf."""
+
+
+@dataclass
+class Evaluation:
+    """Scores of P candidates; fitness is what the outer loop minimises."""
+
+    loss: torch.Tensor
+    """(P,) mean query cross-entropy over the T tasks (NaN/inf when diverged)."""
+    accuracy: torch.Tensor
+    """(P,) mean query accuracy over the T tasks."""
+    fitness: torch.Tensor
+    """(P,) loss + λ‖θ‖₁, with DIVERGED_FITNESS for diverged candidates when sanitised."""
+    diverged: torch.Tensor
+    """(P,) bool: the candidate's loss was not finite."""
+    task_loss: torch.Tensor | None = None
+    """(P, T) query cross-entropy of each candidate on each task."""
+    task_accuracy: torch.Tensor | None = None
+    """(P, T) query accuracy of each candidate on each task."""
+
+    @property
+    def n_tasks(self) -> int:
+        """Tasks each candidate was scored on (inner-loop episodes per candidate)."""
+        return 1 if self.task_loss is None else self.task_loss.shape[1]
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; an unavailable CUDA device is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
+    return device
+
+
+def sanitise(loss: torch.Tensor, penalty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fitness with non-finite entries replaced by DIVERGED_FITNESS, and the diverged mask."""
+    fitness = loss + penalty
+    diverged = ~torch.isfinite(fitness)
+    return torch.where(diverged, torch.full_like(fitness, DIVERGED_FITNESS), fitness), diverged
+
+
+class FitnessFunction:
+    """Scores candidate θ (paper units, searched terms only) on the tasks of a step."""
+
+    def __init__(self, cfg: ExperimentConfig, sampler: TaskSampler, device: torch.device | None = None):
+        self.cfg = cfg
+        self.sampler = sampler
+        self.terms = resolve_terms(cfg.rule.terms)
+        self.activation = make_activation(cfg.network)
+        self.device = device or resolve_device(cfg.device)
+        self.dtype = getattr(torch, cfg.dtype)
+
+    def draw(self, step: int | str, purpose: str, n_tasks: int) -> tuple[TaskBatch, NetworkState]:
+        """The T tasks and initial networks of a step, rebuilt identically anywhere."""
+        tasks = self.sampler.sample(n_tasks, make_generator(self.cfg.seed, purpose, "tasks", step))
+        init = init_network(self.cfg.network, n_tasks, make_generator(self.cfg.seed, purpose, "init", step), self.dtype)
+        to = lambda ws: None if ws is None else [w.to(self.device) for w in ws]
+        return tasks.to(self.device, self.dtype), NetworkState(to(init.weights), to(init.feedback))
+
+    def scores(
+        self, theta: torch.Tensor, tasks: TaskBatch, init: NetworkState, chunk: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and accuracy (P, T) of P candidates on each task, in member chunks."""
+        n_tasks = tasks.n_tasks
+        chunk = chunk or theta.shape[0]
+        losses, accs = [], []
+        for start in range(0, theta.shape[0], chunk):
+            part = theta[start: start + chunk]
+            pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
+            result = run_episode(pairs, self.terms, tasks, init, self.activation)
+            losses.append(result.loss.view(-1, n_tasks))
+            accs.append(result.accuracy.view(-1, n_tasks))
+        return torch.cat(losses), torch.cat(accs)
+
+    def __call__(self, theta: torch.Tensor, step: int | str, purpose: str = "train", n_tasks: int = 0) -> Evaluation:
+        """Evaluate (P, R) candidates on step's tasks; differentiable iff θ requires grad."""
+        theta = theta.to(self.device, self.dtype)
+        tasks, init = self.draw(step, purpose, n_tasks or self.cfg.tasks_per_step)
+        task_loss, task_acc = self.scores(theta, tasks, init, self.cfg.es.member_chunk)
+        loss, acc = task_loss.mean(1), task_acc.detach().mean(1)
+        penalty = self.cfg.rule.l1 * theta.abs().sum(1)
+        if theta.requires_grad and torch.is_grad_enabled():
+            fitness = loss + penalty
+            diverged = ~torch.isfinite(fitness.detach())
+        else:
+            fitness, diverged = sanitise(loss, penalty)
+        return Evaluation(loss, acc, fitness, diverged, task_loss.detach(), task_acc.detach())

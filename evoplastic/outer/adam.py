@@ -1,0 +1,77 @@
+"""The paper's outer loop (Alg. 1): Adam on θ, backpropagating through the unrolled episode."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from evoplastic.config import ExperimentConfig
+from evoplastic.network import make_activation
+from evoplastic.outer.base import Evaluate, initial_theta
+
+
+class NotDifferentiableError(ValueError):
+    """The activation cannot be differentiated twice, so the Adam outer loop cannot use it."""
+
+
+def check_differentiable(cfg: ExperimentConfig) -> None:
+    """Refuse activations whose error pathway has no useful second derivative."""
+    activation = make_activation(cfg.network)
+    if not activation.twice_differentiable:
+        raise NotDifferentiableError(
+            f"the Adam outer loop differentiates through σ'(z) in the error pathway, but "
+            f"activation {activation.name!r} is not twice differentiable (its σ' is piecewise "
+            f"constant, so the meta-gradient through it is zero or undefined). Use outer=es, "
+            f"which needs no gradient, or a smooth activation: softplus, tanh or sigmoid."
+        )
+
+
+class AdamLoop:
+    """One episode per step: meta-loss under autograd, one Adam update of θ."""
+
+    needs_grad = True
+
+    def __init__(self, cfg: ExperimentConfig):
+        check_differentiable(cfg)
+        self.theta = torch.nn.Parameter(initial_theta(cfg))
+        self.optimizer = torch.optim.Adam([self.theta], lr=cfg.adam.lr)
+        self.skipped = 0
+
+    def center(self) -> torch.Tensor:
+        return self.theta.detach().clone()
+
+    def step(self, evaluate: Evaluate) -> dict[str, Any]:
+        start = time.perf_counter()
+        self.optimizer.zero_grad()
+        with torch.enable_grad():
+            ev = evaluate(self.theta.unsqueeze(0))
+            meta_loss = ev.fitness[0]
+            finite = bool(torch.isfinite(meta_loss))
+            if finite:
+                meta_loss.backward()
+                finite = bool(torch.isfinite(self.theta.grad).all())
+        if finite:
+            self.optimizer.step()
+        else:  # a NaN/inf meta-loss or gradient is counted and its update skipped
+            self.skipped += 1
+        return {
+            "fitness/best": float(meta_loss.detach()),
+            "train/loss": float(ev.loss.detach()[0]),
+            "train/accuracy": float(ev.accuracy[0]),
+            "theta/center": self.center().tolist(),
+            "adam/skipped": self.skipped,
+            "adam/grad_norm": float(self.theta.grad.norm()) if finite else float("nan"),
+            "time/step_seconds": time.perf_counter() - start,
+            "budget/episodes": ev.n_tasks,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"theta": self.center(), "optimizer": self.optimizer.state_dict(), "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.theta.copy_(state["theta"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.skipped = state["skipped"]

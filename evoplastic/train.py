@@ -1,0 +1,107 @@
+"""The training loop, readable top to bottom: step the outer loop, log, evaluate, checkpoint."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from evoplastic.config import ExperimentConfig, config_to_dict
+from evoplastic.data import load_dataset
+from evoplastic.fitness import Evaluation, FitnessFunction
+from evoplastic.outer import make_outer
+from evoplastic.rules import TERM_FORMULAS, resolve_terms
+from evoplastic.rundir import RunDir
+from evoplastic.tasks import TaskSampler
+
+Scorer = Callable[[torch.Tensor, "int | str", str, int], Evaluation]
+"""(θ (P, R), step, purpose, n_tasks) -> Evaluation; the FitnessFunction or its MPI wrapper."""
+
+
+@dataclass
+class RunSummary:
+    """What a finished run reports: final θ and its accuracy on fresh tasks."""
+
+    run_dir: RunDir
+    theta: list[float]
+    accuracy: float
+    accuracy_ci95: float
+    loss: float
+
+
+def build_fitness(cfg: ExperimentConfig) -> FitnessFunction:
+    """Load the dataset and make the fitness function of an experiment."""
+    t = cfg.task
+    dataset = load_dataset(t.dataset, t.data_dir, t.split, t.download)
+    return FitnessFunction(cfg, TaskSampler(dataset, t))
+
+
+def evaluate_theta(score: Scorer, theta: torch.Tensor, step: int, n_tasks: int, purpose: str) -> dict[str, float]:
+    """Accuracy/loss of one θ on n_tasks fresh tasks, each task a separate estimate (95 % CI)."""
+    accs, losses = [], []
+    for start in range(0, n_tasks, 100):  # 100 tasks per call bound the memory
+        count = min(100, n_tasks - start)
+        with torch.no_grad():
+            ev = score(theta.unsqueeze(0), f"{step}/{start}", purpose, count)
+        accs.append(ev.task_accuracy.reshape(-1))
+        losses.append(ev.task_loss.reshape(-1))
+    acc, loss = torch.cat(accs).double(), torch.cat(losses).double()
+    ci = 1.96 * float(acc.std()) / math.sqrt(len(acc)) if len(acc) > 1 else float("nan")
+    return {f"{purpose}/accuracy": float(acc.mean()), f"{purpose}/accuracy_ci95": ci,
+            f"{purpose}/loss": float(loss.mean()), f"{purpose}/tasks": len(acc)}
+
+
+def _resume(run: RunDir, outer: Any) -> tuple[int, float]:
+    ckpt = run.load_checkpoint()
+    outer.load_state_dict(ckpt["outer"])
+    run.truncate_metrics(ckpt["step"])
+    return ckpt["step"], ckpt["elapsed"]
+
+
+def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, score: Scorer | None = None,
+          progress: bool = True) -> RunSummary:
+    """Run (or continue) an experiment into ``run``; returns the final evaluation."""
+    score = score or build_fitness(cfg)
+    outer = make_outer(cfg)
+    step, elapsed = _resume(run, outer) if resume else (0, 0.0)
+    episodes = sum(r.get("budget/episodes", 0) for r in run.metrics())
+    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, disable=not progress,
+               desc=f"{cfg.name} ({cfg.outer})", unit="gen" if cfg.outer == "es" else "ep")
+    for step in bar:
+        start = time.perf_counter()
+        record = outer.step(lambda theta, s=step: score(theta, s, "train", 0))
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            record |= evaluate_theta(score, outer.center(), step, cfg.eval_tasks, "eval")
+        elapsed += time.perf_counter() - start
+        episodes += record["budget/episodes"]
+        record |= {"step": step, "time/elapsed": elapsed, "budget/episodes_total": episodes}
+        run.log(record)
+        run.save_checkpoint({"step": step + 1, "elapsed": elapsed, "outer": outer.state_dict(),
+                             "config": config_to_dict(cfg)})
+        bar.set_postfix(loss=f"{record['train/loss']:.3f}", acc=f"{record['train/accuracy']:.3f}")
+    return finish(cfg, run, outer.center(), score)
+
+
+def finish(cfg: ExperimentConfig, run: RunDir, theta: torch.Tensor, score: Scorer) -> RunSummary:
+    """Evaluate the final θ on fresh tasks, write theta.json and the plots."""
+    final = evaluate_theta(score, theta, cfg.steps, cfg.final_eval_tasks, "final")
+    terms = resolve_terms(cfg.rule.terms)
+    run.write_json("theta.json", {
+        "terms": list(terms),
+        "formulas": [TERM_FORMULAS[t] for t in terms],
+        "theta": theta.tolist(),
+        "sign_convention": "paper: dW = -sum_r theta_r T_r",
+        "outer": cfg.outer,
+        "activation": cfg.network.activation,
+        "feedback": cfg.network.feedback,
+        **final,
+    })
+    from evoplastic.report import plot_run
+
+    plot_run(run)
+    return RunSummary(run, theta.tolist(), final["final/accuracy"], final["final/accuracy_ci95"], final["final/loss"])
