@@ -61,10 +61,23 @@ def sanitise(loss: torch.Tensor, penalty: torch.Tensor) -> tuple[torch.Tensor, t
     return torch.where(diverged, torch.full_like(fitness, DIVERGED_FITNESS), fitness), diverged
 
 
+def check_compatible(cfg: ExperimentConfig, sampler: TaskSampler) -> None:
+    """The network must take the dataset's pixels and have an output for every label."""
+    dims, pixels = cfg.network.dims, sampler.dataset.n_features
+    if dims[0] != pixels:
+        raise ValueError(f"{sampler.dataset.name} images have {pixels} pixels but network.dims starts with "
+                         f"{dims[0]}; set network.dims[0] = {pixels}")
+    top = cfg.task.n_way - 1 if cfg.task.relabel else max(sampler.classes)
+    if top >= dims[-1]:
+        raise ValueError(f"label {top} does not fit {dims[-1]} output units; set network.dims[-1] ≥ {top + 1} "
+                         f"or task.relabel=true")
+
+
 class FitnessFunction:
     """Scores candidate θ (paper units, searched terms only) on the tasks of a step."""
 
     def __init__(self, cfg: ExperimentConfig, sampler: TaskSampler, device: torch.device | None = None):
+        check_compatible(cfg, sampler)
         self.cfg = cfg
         self.sampler = sampler
         self.terms = resolve_terms(cfg.rule.terms)

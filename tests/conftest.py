@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny, fast experiment configs on the bundled digits data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evoplastic.config import ExperimentConfig, load_config
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def tiny_config(*overrides: str) -> ExperimentConfig:
+    """A 3-way, 6-shot digits experiment on a 64-12-10 network: episodes take milliseconds."""
+    base = [
+        "name=tiny", "steps=3", "tasks_per_step=2", "eval_every=0", "eval_tasks=4", "final_eval_tasks=6",
+        "network.dims=[64,12,10]", "task.dataset=digits", "task.n_way=3", "task.k_shot=6", "task.n_query=3",
+        "rule.terms=bio", "es.population_size=6", "dtype=float64",
+    ]
+    return load_config(None, base + list(overrides))
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config

@@ -1,0 +1,67 @@
+"""The gradient outer loop: meta-gradient correctness, NaN handling, activation refusal."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from evoplastic.config import ConfigError
+from evoplastic.fitness import Evaluation
+from evoplastic.outer.adam import AdamLoop, NotDifferentiableError
+from evoplastic.train import build_fitness
+
+
+@pytest.mark.parametrize("rule", ["bio", "pool"])
+def test_meta_gradient_matches_finite_differences(rule):
+    cfg = tiny_config(f"rule.terms={rule}", "task.k_shot=3", "rule.l1=0.1", "outer=adam")
+    score = build_fitness(cfg)
+    n = 3 if rule == "bio" else 10
+    theta = (torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.02)
+    theta.requires_grad_(True)
+    score(theta.unsqueeze(0), 7).fitness[0].backward()
+    eps = 1e-6
+    for i in range(n):
+        bump = torch.zeros(n, dtype=torch.float64)
+        bump[i] = eps
+        with torch.no_grad():
+            plus = score((theta + bump).unsqueeze(0), 7).fitness[0]
+            minus = score((theta - bump).unsqueeze(0), 7).fitness[0]
+        numeric = (plus - minus) / (2 * eps)
+        assert torch.isclose(theta.grad[i], numeric, rtol=1e-4, atol=1e-7), (i, theta.grad[i], numeric)
+
+
+def test_adam_steps_move_theta_and_learn():
+    cfg = tiny_config("outer=adam", "adam.lr=0.003", "task.k_shot=10")
+    score = build_fitness(cfg)
+    loop = AdamLoop(cfg)
+    start = loop.center()
+    for step in range(3):
+        metrics = loop.step(lambda theta, s=step: score(theta, s))
+    assert not torch.equal(loop.center(), start)
+    assert metrics["adam/skipped"] == 0
+    assert metrics["budget/episodes"] == 2
+
+
+def test_nan_meta_loss_is_skipped_and_counted():
+    loop = AdamLoop(tiny_config("outer=adam"))
+    start = loop.center()
+
+    def nan_loss(theta):
+        loss = theta.sum(1) * float("nan")
+        return Evaluation(loss, torch.zeros(1), loss, torch.ones(1, dtype=torch.bool))
+
+    metrics = loop.step(nan_loss)
+    assert metrics["adam/skipped"] == 1
+    assert torch.equal(loop.center(), start)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "hardtanh", "heaviside"])
+def test_adam_refuses_activations_that_are_not_twice_differentiable(activation):
+    with pytest.raises(ConfigError, match="outer=es"):
+        tiny_config("outer=adam", f"network.activation={activation}")
+    cfg = tiny_config(f"network.activation={activation}")  # valid for ES
+    from dataclasses import replace
+
+    with pytest.raises(NotDifferentiableError, match="twice differentiable"):
+        AdamLoop(replace(cfg, outer="adam"))
