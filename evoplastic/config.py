@@ -160,7 +160,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -277,7 +282,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError(f"{key} must be ≥ 1, got {getattr(cfg, key)}")
     if cfg.es.population_size < 2:
         raise ConfigError(f"es.population_size must be ≥ 2, got {cfg.es.population_size}")
-    terms = resolve_terms(cfg.rule.terms)
+    try:
+        terms = resolve_terms(cfg.rule.terms)
+    except ValueError as err:
+        raise ConfigError(f"rule.terms: {err}") from None
     if cfg.rule.theta_init and len(cfg.rule.theta_init) != len(terms):
         raise ConfigError(
             f"rule.theta_init has {len(cfg.rule.theta_init)} values but rule.terms "

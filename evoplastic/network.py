@@ -7,8 +7,8 @@ pixels x are treated as if they were activations (paper: 1 - exp(-β x) for soft
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -87,8 +87,9 @@ def low_rank_update(
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Factor ``-Σ θ_r T_r`` as ``(decay, U, V)`` with ``ΔW = -decay·W - U Vᵀ``.
 
-    Shapes: theta (N, 10) in the full pool, weight (N, n_post, n_pre), pre/pre_error
-    (N, n_pre), post/post_error/post_drive (N, n_post); post_drive is z_ℓ = W y_{ℓ-1}.
+    Shapes: theta (N, 10) in the full pool (entries outside ``terms`` are ignored), weight
+    (N, n_post, n_pre), pre/pre_error (N, n_pre), post/post_error/post_drive (N, n_post);
+    post_drive is z_ℓ = W y_{ℓ-1}.
     Returns decay (N,) or None when T3 is not searched, U (N, n_post, k), V (N, n_pre, k).
     """
     active = set(terms)
@@ -99,7 +100,7 @@ def low_rank_update(
         back = torch.matmul(post.unsqueeze(1), weight).squeeze(1)  # u = W^T y_l, (N, n_pre)
         mixed = (back * pre_error).sum(1)  # y_l^T W e_{l-1}
     if active & {0, 2, 5, 7}:  # e_l ⊗ (a y_{l-1} + θ2 e_{l-1})
-        a = th[0]
+        a = th[0] if 0 in active else torch.zeros_like(th[0])
         if 5 in active:
             a = a + th[5] * post.sum(1)
         if 7 in active:
@@ -110,7 +111,7 @@ def low_rank_update(
         left.append(post_error)
         right.append(right_vec)
     if active & {1, 4, 6, 8}:  # (b y_l + θ4 1) ⊗ e_{l-1}
-        b = th[1]
+        b = th[1] if 1 in active else torch.zeros_like(th[1])
         if 6 in active:
             b = b + th[6] * mixed
         if 8 in active:

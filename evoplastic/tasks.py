@@ -25,13 +25,13 @@ class TaskBatch:
     def n_tasks(self) -> int:
         return self.train_x.shape[0]
 
-    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> "TaskBatch":
+    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> TaskBatch:
         return TaskBatch(
             self.train_x.to(device, dtype), self.train_y.to(device),
             self.query_x.to(device, dtype), self.query_y.to(device), self.classes.to(device),
         )
 
-    def repeat(self, copies: int) -> "TaskBatch":
+    def repeat(self, copies: int) -> TaskBatch:
         """Tile to copies·T tasks (member n sees task n mod T), sharing no storage problems."""
         if copies == 1:
             return self
