@@ -24,11 +24,11 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError("give a config file (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
     else:
         cfg = load_config(config, overrides)
-    score = build_fitness(cfg)  # fails on missing data before anything is written
+    fitness = build_fitness(cfg)  # fails on missing data before anything is written
     if not args.resume:
         run = RunDir.create(cfg, args.runs_dir)
     print(f"run directory: {run.path}", file=sys.stderr)
-    summary = train(cfg, run, resume=bool(args.resume), score=score, progress=not args.no_progress)
+    summary = train(cfg, run, resume=bool(args.resume), fitness=fitness, progress=not args.no_progress)
     theta = ", ".join(f"{v:.6g}" for v in summary.theta)
     print(f"final θ = [{theta}]")
     print(f"query accuracy on {cfg.final_eval_tasks} fresh tasks: {100 * summary.accuracy:.2f} % "

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from evoplastic.config import ExperimentConfig
 from evoplastic.inner import run_episode
+from evoplastic.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.network import NetworkState, init_network, make_activation
 from evoplastic.rules import resolve_terms
 from evoplastic.seeding import make_generator
@@ -106,6 +108,21 @@ class FitnessFunction:
             losses.append(result.loss.view(-1, n_tasks))
             accs.append(result.accuracy.view(-1, n_tasks))
         return torch.cat(losses), torch.cat(accs)
+
+    def diagnostics(self, theta: torch.Tensor, step: int | str, n_tasks: int = 4) -> dict[str, list[float]]:
+        """Alignment angles and orthonormality errors per hidden layer after learning with θ (R,).
+
+        Measured on the query images of n_tasks fresh tasks, with the adapted weights.
+        """
+        tasks, init = self.draw(step, "diagnostics", n_tasks)
+        theta = theta.to(self.device, self.dtype).unsqueeze(0).repeat(n_tasks, 1)
+        with torch.no_grad():
+            weights = run_episode(theta, self.terms, tasks, init, self.activation).weights
+            target = F.one_hot(tasks.query_y, weights[-1].shape[1]).to(self.dtype)
+            angles = mean_alignment_angles(weights, init.feedback, tasks.query_x, target, self.activation)
+            ortho = torch.stack([orthonormality_errors(weights, tasks.query_x[:, q], self.activation)
+                                 for q in range(tasks.query_x.shape[1])], 1).mean(1)
+        return {"eval/alignment": angles.nanmean(0).tolist(), "eval/orthonormality": ortho.mean(0).tolist()}
 
     def __call__(self, theta: torch.Tensor, step: int | str, purpose: str = "train", n_tasks: int = 0) -> Evaluation:
         """Evaluate (P, R) candidates on step's tasks; differentiable iff θ requires grad."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from evoplastic.batched import low_rank_step, matvec, vecmat
 from evoplastic.network import Activation, NetworkState
 from evoplastic.rules import expand_theta, low_rank_update
 from evoplastic.tasks import TaskBatch
@@ -45,7 +46,7 @@ def forward(weights: list[torch.Tensor], x: torch.Tensor, activation: Activation
     """Activations y_0..y_L (y_L = softmax) and drives z_1..z_L for inputs x (N, D)."""
     ys, zs = [x], []
     for layer, w in enumerate(weights):
-        z = torch.matmul(w, ys[-1].unsqueeze(2)).squeeze(2)
+        z = matvec(w, ys[-1])
         zs.append(z)
         last = layer == len(weights) - 1
         ys.append(torch.softmax(z, 1) if last else activation.forward(z))
@@ -66,7 +67,7 @@ def backward_errors(
     """
     errors = [output - target]
     for layer in range(len(feedback) - 1, -1, -1):
-        back = torch.matmul(errors[0].unsqueeze(1), feedback[layer]).squeeze(1)
+        back = vecmat(errors[0], feedback[layer])
         slope = activation.derivative(zs[layer - 1]) if layer > 0 else input_derivative
         errors.insert(0, back * slope)
     return errors
@@ -103,14 +104,8 @@ def apply_rule(
             pre_error=trace.errors[layer], post_error=trace.errors[layer + 1],
             post_drive=trace.drives[layer],
         )
-        if inplace:
-            if decay is not None:
-                w.mul_((1 - decay).view(-1, 1, 1))
-            w.baddbmm_(left, right.transpose(1, 2), alpha=-1)
-        else:
-            if decay is not None:
-                w = w * (1 - decay).view(-1, 1, 1)
-            w = w - torch.bmm(left, right.transpose(1, 2))
+        keep = None if decay is None else 1 - decay
+        w = low_rank_step(w, keep, left, right, inplace)
         updated.append(w)
     return updated
 

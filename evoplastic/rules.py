@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from evoplastic.batched import vecmat
+
 N_TERMS = 10
 
 TERM_FORMULAS = (
@@ -97,7 +99,7 @@ def low_rank_update(
     left, right = [], []
     mixed = None
     if active & _NEEDS_BACKPROJECTION:
-        back = torch.matmul(post.unsqueeze(1), weight).squeeze(1)  # u = W^T y_l, (N, n_pre)
+        back = vecmat(post, weight)  # u = W^T y_l, (N, n_pre)
         mixed = (back * pre_error).sum(1)  # y_l^T W e_{l-1}
     if active & {0, 2, 5, 7}:  # e_l ⊗ (a y_{l-1} + θ2 e_{l-1})
         a = th[0] if 0 in active else torch.zeros_like(th[0])

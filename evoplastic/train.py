@@ -63,10 +63,14 @@ def _resume(run: RunDir, outer: Any) -> tuple[int, float]:
     return ckpt["step"], ckpt["elapsed"]
 
 
-def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, score: Scorer | None = None,
-          progress: bool = True) -> RunSummary:
-    """Run (or continue) an experiment into ``run``; returns the final evaluation."""
-    score = score or build_fitness(cfg)
+def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, fitness: FitnessFunction | None = None,
+          score: Scorer | None = None, progress: bool = True) -> RunSummary:
+    """Run (or continue) an experiment into ``run``; returns the final evaluation.
+
+    ``score`` evaluates candidates (default: ``fitness`` itself; the MPI wrapper under mpirun).
+    """
+    fitness = fitness or build_fitness(cfg)
+    score = score or fitness
     outer = make_outer(cfg)
     step, elapsed = _resume(run, outer) if resume else (0, 0.0)
     episodes = sum(r.get("budget/episodes", 0) for r in run.metrics())
@@ -77,6 +81,7 @@ def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, score: Score
         record = outer.step(lambda theta, s=step: score(theta, s, "train", 0))
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
             record |= evaluate_theta(score, outer.center(), step, cfg.eval_tasks, "eval")
+            record |= fitness.diagnostics(outer.center(), step)
         elapsed += time.perf_counter() - start
         episodes += record["budget/episodes"]
         record |= {"step": step, "time/elapsed": elapsed, "budget/episodes_total": episodes}
