@@ -58,6 +58,8 @@ class TaskConfig:
     """Class ids tasks are drawn from; empty means all classes of the dataset."""
     relabel: bool = False
     """Map a task's classes to labels 0..n_way-1 instead of dataset class ids."""
+    class_replacement: bool = False
+    """Draw a task's classes with replacement, as the published code does (a class may repeat)."""
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     for key in ("n_way", "k_shot", "n_query"):
         if getattr(task, key) < 1:
             raise ConfigError(f"task.{key} must be ≥ 1, got {getattr(task, key)}")
+    if task.relabel and task.class_replacement:
+        raise ConfigError("task.relabel and task.class_replacement conflict: a repeated class would get two labels")
     if task.relabel and net.dims[-1] < task.n_way:
         raise ConfigError(
             f"task.relabel needs ≥ n_way={task.n_way} outputs, but network.dims ends in {net.dims[-1]}"

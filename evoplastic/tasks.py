@@ -66,16 +66,25 @@ class TaskSampler:
             self.by_class[c] = idx
         self.classes = classes
 
+    def _draw_classes(self, generator: torch.Generator) -> torch.Tensor:
+        n = len(self.classes)
+        if self.cfg.class_replacement:  # the published code's behaviour, for comparison only
+            return torch.randint(n, (self.cfg.n_way,), generator=generator)
+        return torch.randperm(n, generator=generator)[: self.cfg.n_way]
+
     def sample(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
-        """T tasks; classes drawn without replacement, the training stream shuffled."""
+        """T tasks; classes drawn without replacement (unless configured), the stream shuffled."""
         cfg = self.cfg
         tx, ty, qx, qy, cls = [], [], [], [], []
         for _ in range(n_tasks):
-            chosen = [self.classes[i] for i in torch.randperm(len(self.classes), generator=generator)[: cfg.n_way]]
+            chosen = [self.classes[i] for i in self._draw_classes(generator)]
             train_idx, query_idx, train_lab, query_lab = [], [], [], []
+            picks: dict[int, torch.Tensor] = {}
             for label, c in enumerate(chosen):
                 pool = self.by_class[c]
-                pick = pool[torch.randperm(len(pool), generator=generator)[: cfg.k_shot + cfg.n_query]]
+                if c not in picks:  # a repeated class (class_replacement) repeats its images
+                    picks[c] = pool[torch.randperm(len(pool), generator=generator)[: cfg.k_shot + cfg.n_query]]
+                pick = picks[c]
                 target = label if cfg.relabel else c
                 train_idx.append(pick[: cfg.k_shot])
                 query_idx.append(pick[cfg.k_shot:])

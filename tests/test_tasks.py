@@ -126,3 +126,17 @@ def test_repeat_tiles_tasks_for_members_and_to_casts():
         assert torch.equal(tiled.query_y[n], tasks.query_y[n % 2])
     cast = tasks.to("cpu", torch.float64)
     assert cast.train_x.dtype == torch.float64 and cast.train_y.dtype == torch.int64
+
+
+def test_class_replacement_emulates_the_published_sampler():
+    """With replacement some tasks repeat a class, and a repeated class repeats its images."""
+    from evoplastic.config import TaskConfig
+    from evoplastic.data import load_dataset
+    from evoplastic.tasks import TaskSampler
+
+    sampler = TaskSampler(load_dataset("digits"), TaskConfig(n_way=5, k_shot=3, n_query=2, class_replacement=True))
+    batch = sampler.sample(40, torch.Generator().manual_seed(0))
+    repeated = [t for t in range(40) if len(set(batch.classes[t].tolist())) < 5]
+    assert repeated, "40 tasks of 5 draws from 10 classes should repeat a class somewhere"
+    t = repeated[0]
+    assert len(torch.unique(batch.query_x[t], dim=0)) < batch.query_x.shape[1]
