@@ -104,6 +104,12 @@ class AdamConfig:
     """The paper's gradient outer loop."""
 
     lr: float = 1e-3
+    term_scaled: bool = False
+    """Step in per-term scaled coordinates θ_r / s_r (s from es.term_scale, relative to θ_0's).
+
+    Plain Adam moves every θ_r by about lr per step whatever its natural scale, which for
+    the pool's large terms (T5, T6-T8) wrecks the network in the first step.
+    """
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,16 @@ def test_adam_refuses_activations_that_are_not_twice_differentiable(activation):
 
     with pytest.raises(NotDifferentiableError, match="twice differentiable"):
         AdamLoop(replace(cfg, outer="adam"))
+
+
+def test_term_scaled_adam_steps_each_term_by_its_scale():
+    from evoplastic.rules import DEFAULT_TERM_SCALE
+
+    cfg = tiny_config("outer=adam", "rule.terms=pool", "adam.term_scaled=true", "task.k_shot=3")
+    score = build_fitness(cfg)
+    loop = AdamLoop(cfg)
+    start = loop.center()
+    loop.step(lambda theta: score(theta, 0))
+    moved = (loop.center() - start).abs()
+    expected = cfg.adam.lr * torch.tensor(DEFAULT_TERM_SCALE, dtype=torch.float64) / DEFAULT_TERM_SCALE[0]
+    assert torch.allclose(moved, expected, rtol=1e-3)  # Adam's first step is ±lr per coordinate

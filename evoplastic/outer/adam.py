@@ -9,7 +9,7 @@ import torch
 
 from evoplastic.config import ExperimentConfig
 from evoplastic.network import make_activation
-from evoplastic.outer.base import Evaluate, initial_theta
+from evoplastic.outer.base import Evaluate, initial_theta, term_scales
 
 
 class NotDifferentiableError(ValueError):
@@ -35,23 +35,26 @@ class AdamLoop:
 
     def __init__(self, cfg: ExperimentConfig):
         check_differentiable(cfg)
-        self.theta = torch.nn.Parameter(initial_theta(cfg))
-        self.optimizer = torch.optim.Adam([self.theta], lr=cfg.adam.lr)
+        start = initial_theta(cfg)
+        # scaled: relative to θ_0's scale, so θ_0, θ_2 and θ_9 keep the paper's step size
+        self.scale = term_scales(cfg, relative=True) if cfg.adam.term_scaled else torch.ones_like(start)
+        self.coords = torch.nn.Parameter(start / self.scale)
+        self.optimizer = torch.optim.Adam([self.coords], lr=cfg.adam.lr)
         self.skipped = 0
 
     def center(self) -> torch.Tensor:
-        return self.theta.detach().clone()
+        return (self.coords.detach() * self.scale).clone()
 
     def step(self, evaluate: Evaluate) -> dict[str, Any]:
         start = time.perf_counter()
         self.optimizer.zero_grad()
         with torch.enable_grad():
-            ev = evaluate(self.theta.unsqueeze(0))
+            ev = evaluate((self.coords * self.scale).unsqueeze(0))
             meta_loss = ev.fitness[0]
             finite = bool(torch.isfinite(meta_loss))
             if finite:
                 meta_loss.backward()
-                finite = bool(torch.isfinite(self.theta.grad).all())
+                finite = bool(torch.isfinite(self.coords.grad).all())
         if finite:
             self.optimizer.step()
         else:  # a NaN/inf meta-loss or gradient is counted and its update skipped
@@ -62,16 +65,17 @@ class AdamLoop:
             "train/accuracy": float(ev.accuracy[0]),
             "theta/center": self.center().tolist(),
             "adam/skipped": self.skipped,
-            "adam/grad_norm": float(self.theta.grad.norm()) if finite else float("nan"),
+            "adam/grad_norm": float(self.coords.grad.norm()) if finite else float("nan"),
             "time/step_seconds": time.perf_counter() - start,
             "budget/episodes": ev.n_tasks,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"theta": self.center(), "optimizer": self.optimizer.state_dict(), "skipped": self.skipped}
+        return {"coords": self.coords.detach().clone(), "optimizer": self.optimizer.state_dict(),
+                "skipped": self.skipped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
-            self.theta.copy_(state["theta"])
+            self.coords.copy_(state["coords"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.skipped = state["skipped"]

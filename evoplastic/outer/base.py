@@ -13,7 +13,7 @@ import torch
 
 from evoplastic.config import ExperimentConfig
 from evoplastic.fitness import Evaluation
-from evoplastic.rules import default_theta, resolve_terms
+from evoplastic.rules import DEFAULT_TERM_SCALE, default_theta, resolve_terms
 
 Evaluate = Callable[[torch.Tensor], Evaluation]
 """Maps (P, R) candidates θ in paper units to their Evaluation on the current step's tasks."""
@@ -39,6 +39,13 @@ def initial_theta(cfg: ExperimentConfig) -> torch.Tensor:
     """θ at the start of a run: the config's theta_init or the paper's (θ_0 = 1e-3)."""
     terms = resolve_terms(cfg.rule.terms)
     return torch.tensor(cfg.rule.theta_init or default_theta(terms), dtype=torch.float64)
+
+
+def term_scales(cfg: ExperimentConfig, relative: bool = False) -> torch.Tensor:
+    """Paper units per search unit of each searched term, (R,) float64; relative: θ_0's is 1."""
+    scale = cfg.es.term_scale or DEFAULT_TERM_SCALE
+    unit = scale[0] if relative else 1.0
+    return torch.tensor([scale[t] / unit for t in resolve_terms(cfg.rule.terms)], dtype=torch.float64)
 
 
 def make_outer(cfg: ExperimentConfig) -> OuterLoop:

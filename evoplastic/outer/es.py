@@ -20,17 +20,10 @@ with warnings.catch_warnings():
     from evotorch import Problem, algorithms
 
 from evoplastic.config import ESConfig, ExperimentConfig
-from evoplastic.outer.base import Evaluate, initial_theta
-from evoplastic.rules import DEFAULT_TERM_SCALE, resolve_terms
+from evoplastic.outer.base import Evaluate, initial_theta, term_scales
 
 logging.getLogger("evotorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
-
-
-def term_scales(cfg: ExperimentConfig) -> torch.Tensor:
-    """Paper units per search unit of each searched term, (R,) float64."""
-    scale = cfg.es.term_scale or DEFAULT_TERM_SCALE
-    return torch.tensor([scale[t] for t in resolve_terms(cfg.rule.terms)], dtype=torch.float64)
 
 
 class ThetaProblem(Problem):
