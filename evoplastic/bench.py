@@ -1,0 +1,301 @@
+"""``evoplastic bench inner``: speed and peak memory of the inner loop, no-grad (ES) vs autograd (Adam).
+
+Every row runs in a fresh subprocess (``python -m evoplastic.bench _one CASE_JSON``) so that its
+peak memory is its own. On CPU the child resets the kernel's peak-RSS mark (VmHWM, the counter
+behind ``ru_maxrss``) by writing 5 to ``/proc/self/clear_refs`` after loading data and priming the
+kernels, so peak and increase cover only the episodes; on CUDA it uses
+``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from evoplastic.config import NetworkConfig, TaskConfig
+from evoplastic.data import Dataset, load_dataset
+from evoplastic.inner import run_episode
+from evoplastic.network import NetworkState, init_network, make_activation
+from evoplastic.rules import DEFAULT_TERM_SCALE, resolve_terms
+from evoplastic.seeding import make_generator
+from evoplastic.tasks import TaskBatch, TaskSampler
+
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]
+EMNIST = PACKAGE_PARENT.parent / "shared" / "data" / "emnist-balanced-subset.npz"
+PAPER_THETA = {0: 0.01, 2: -0.05, 9: -0.006}
+"""θ near what the published code learns for bio; other terms get small random values."""
+MIB, N_WAY = 2.0**20, TaskConfig().n_way
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured configuration, sent to the child process as JSON."""
+
+    mode: str  # nograd or autograd
+    members: int
+    k_shot: int
+    rule: str
+    dims: tuple[int, ...]
+    device: str
+    min_seconds: float
+    threads: int
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Case:
+        """Rebuild from its JSON form (dims arrive as a list)."""
+        return cls(**{**values, "dims": tuple(values["dims"])})
+
+
+@dataclass
+class Result:
+    """Timing (seconds per call, member-episodes/s) and peak memory (MiB) of one case."""
+
+    case: Case
+    reps: int
+    seconds_median: float
+    seconds_best: float
+    rate_median: float
+    rate_best: float
+    peak_mib: float
+    increase_mib: float
+    query_loss: float
+    query_accuracy: float
+    data: str
+
+
+def make_dataset(dims: tuple[int, ...], per_class: int) -> Dataset:
+    """The EMNIST subset when present and 784 pixels wide, else uniform noise with 47 classes."""
+    if EMNIST.is_file() and dims[0] == 784:
+        return load_dataset(f"npz:{EMNIST}")
+    labels = torch.arange(47).repeat_interleave(per_class)
+    images = torch.rand(len(labels), dims[0], generator=make_generator("bench", "images"))
+    return Dataset("synthetic", images, labels, tuple(str(c) for c in range(47)))
+
+
+def make_theta(terms: tuple[int, ...], members: int) -> torch.Tensor:
+    """(N, R) θ: paper-like values on terms 0, 2, 9, tiny random ones elsewhere, ±10 % per member."""
+    g = make_generator("bench", "theta")
+    noise = torch.randn(len(terms), generator=g, dtype=torch.float64).tolist()
+    base = torch.tensor([PAPER_THETA.get(t, 0.01 * DEFAULT_TERM_SCALE[t] * z) for t, z in zip(terms, noise)])
+    return (base * (1 + 0.1 * torch.randn(members, len(terms), generator=g, dtype=torch.float64))).float()
+
+
+def build_inputs(case: Case, device: torch.device) -> tuple[TaskBatch, NetworkState, str]:
+    """One task (T=1) and its initial W (and B) on the device, plus the data source's name."""
+    net = NetworkConfig(dims=case.dims, feedback="bp" if case.rule == "bp" else "fa")
+    dataset = make_dataset(case.dims, case.k_shot + TaskConfig().n_query)
+    task_cfg = TaskConfig(k_shot=case.k_shot, relabel=case.dims[-1] < len(dataset.class_names))
+    tasks = TaskSampler(dataset, task_cfg).sample(1, make_generator("bench", "task")).to(device)
+    init = init_network(net, 1, make_generator("bench", "init"), torch.float32)
+    moved = NetworkState([w.to(device) for w in init.weights],
+                         None if init.feedback is None else [b.to(device) for b in init.feedback])
+    data = "EMNIST balanced subset" if dataset.name.startswith("npz:") else "synthetic (uniform noise, 47 classes)"
+    return tasks, moved, data
+
+
+def episode(case: Case, theta: torch.Tensor, tasks: TaskBatch, init: NetworkState) -> tuple[float, float]:
+    """One no-grad or autograd (forward + backward) episode; mean query loss and accuracy."""
+    terms, activation = resolve_terms(case.rule), make_activation(NetworkConfig(dims=case.dims))
+    if case.mode == "nograd":
+        with torch.no_grad():
+            result = run_episode(theta, terms, tasks, init, activation)
+    else:
+        result = run_episode(theta.clone().requires_grad_(True), terms, tasks, init, activation)
+        result.loss.sum().backward()
+    return float(result.loss.mean()), float(result.accuracy.mean())
+
+
+def _status_mib(key: str) -> float:
+    """VmRSS or VmHWM (peak RSS) of this process from /proc/self/status, in MiB."""
+    return int(re.search(rf"{key}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def reset_peak(device: torch.device) -> float:
+    """Open a fresh peak-memory window (CUDA allocator or Linux peak RSS); returns the baseline in MiB."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / MIB
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    return _status_mib("VmRSS")
+
+
+def read_peak(device: torch.device) -> float:
+    """Peak memory (MiB) since reset_peak."""
+    return torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else _status_mib("VmHWM")
+
+
+def time_calls(call, min_seconds: float, sync) -> list[float]:
+    """Warm up once, then time calls until ≥ 2 reps and ≥ min_seconds in total."""
+    call()
+    sync()
+    times: list[float] = []
+    while len(times) < 2 or sum(times) < min_seconds:
+        start = time.perf_counter()
+        call()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(case: Case) -> Result:
+    """Child side: build the inputs, prime the kernels, then time episodes inside a peak-memory window."""
+    if case.threads > 0:
+        torch.set_num_threads(case.threads)
+    device = torch.device(case.device)
+    tasks, init, data = build_inputs(case, device)
+    theta = make_theta(resolve_terms(case.rule), case.members).to(device)
+    one_step = TaskBatch(tasks.train_x[:, :1], tasks.train_y[:, :1], tasks.query_x, tasks.query_y, tasks.classes)
+    episode(case, theta[:1], one_step, init)  # lazy library/kernel loading stays outside the window
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    scores: list[tuple[float, float]] = []
+    baseline = reset_peak(device)
+    times = time_calls(lambda: scores.append(episode(case, theta, tasks, init)), case.min_seconds, sync)
+    peak, n, median = read_peak(device), case.members, statistics.median(times)
+    return Result(case, len(times), median, min(times), n / median, n / min(times), peak, peak - baseline,
+                  *scores[-1], data)
+
+
+def run_case(case: Case) -> Result:
+    """Parent side: measure a case in a fresh Python process and parse its JSON line."""
+    path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, PYTHONPATH=path)
+    proc = subprocess.run([sys.executable, "-m", "evoplastic.bench", "_one", json.dumps(asdict(case))],
+                          capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark case {case} failed:\n{proc.stderr[-3000:]}")
+    fields = json.loads(proc.stdout.strip().splitlines()[-1])
+    return Result(**{**fields, "case": Case.from_dict(fields["case"])})
+
+
+def hardware(device: str, threads: int) -> dict:
+    """CPU model and cores, torch version and threads, CUDA device name when one is present."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cpu = re.search(r"model name\s*:\s*(.+)", info)
+    gpu = torch.device(device if device.startswith("cuda") else "cuda:0")
+    return {"cpu": cpu.group(1).strip() if cpu else "unknown CPU", "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": threads or torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(gpu) if torch.cuda.is_available() else None}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options of ``evoplastic bench inner``."""
+    p = argparse.ArgumentParser(prog="evoplastic bench inner", description=__doc__.splitlines()[0])
+    ints = lambda text: tuple(int(v) for v in text.replace(",", " ").split())
+    p.add_argument("--members", type=ints, default=(1, 8, 32, 128), help="no-grad batch sizes N (default 1,8,32,128)")
+    p.add_argument("--rule", default="pool", help="named rule (fa, bp, bio, ehebb, oja, pool) or indices '0,2,9'")
+    p.add_argument("--dims", type=ints, default=NetworkConfig().dims, help="layer widths (default 784,...,47)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--steps", type=int, default=None, help="online steps per episode (k_shot = steps // n_way)")
+    p.add_argument("--min-seconds", type=float, default=3.0, help="time each row for ≥ 2 reps and ≥ this long")
+    p.add_argument("--threads", type=int, default=0, help="torch threads in each child (0: torch default)")
+    p.add_argument("--steps-scan", action=argparse.BooleanOptionalAction, default=True,
+                   help="also measure memory at 1/5 of the steps (no-grad N=8, autograd N=1)")
+    p.add_argument("--json", type=Path, default=None, help="write all figures to this JSON file")
+    args = p.parse_args(argv)
+    try:
+        resolve_terms(args.rule)
+    except ValueError as err:
+        p.error(str(err))
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda given but torch sees no CUDA device")
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[Case]:
+    """Cases to run: no-grad at each N, autograd at N=1, plus the short-unroll scan rows."""
+    k = max(1, args.steps // N_WAY) if args.steps else TaskConfig().k_shot
+    case = lambda mode, n, k_shot: Case(mode, n, k_shot, args.rule, tuple(args.dims), args.device,
+                                        args.min_seconds, args.threads)
+    cases = [case("nograd", n, k) for n in args.members] + [case("autograd", 1, k)]
+    if args.steps_scan and k > 1:
+        scan = [case("nograd", 8, max(1, k // 5)), case("nograd", 8, k), case("autograd", 1, max(1, k // 5))]
+        cases += [c for c in scan if c not in cases]
+    return cases
+
+
+def print_header(args: argparse.Namespace, hw: dict, first: Result) -> None:
+    """What was measured, on what, and how."""
+    dims, feedback = tuple(args.dims), "bp" if args.rule == "bp" else "fa"
+    w_mib = sum(a * b for a, b in zip(dims[:-1], dims[1:])) * 4 / MIB
+    memory = "CUDA max_memory_allocated" if args.device.startswith("cuda") else "peak RSS (VmHWM)"
+    print(f"evoplastic bench inner: rule {args.rule} ({len(resolve_terms(args.rule))} terms), dims "
+          f"{'-'.join(map(str, dims))}, softplus β=10, {feedback} feedback, float32")
+    print(f"hardware: CPU {hw['cpu']}, {hw['cores']} cores | torch {hw['torch']}, threads={hw['threads']} | "
+          f"CUDA {hw['cuda'] or 'none'} | device {args.device}")
+    print(f"data: {first.data} | episode: {first.case.k_shot * N_WAY} online steps + "
+          f"{N_WAY * TaskConfig().n_query} query images, one task shared by the N members (T=1)")
+    tiled = f" + B {w_mib:.3f} MiB (fa, tiled per member)" if feedback == "fa" else ""
+    print(f"one member's weights: W {w_mib:.3f} MiB{tiled}")
+    print(f"memory: {memory} in a fresh process per row, window opened after setup and a 1-step priming episode; "
+          "+MiB = peak - memory at the window's start")
+    print(f"timing: warm-up once, then ≥ 2 reps and ≥ {args.min_seconds:g} s; rates are member-episodes/s, "
+          "median and best of reps (best = least disturbed by other load; the ratio uses it)\n")
+    print(f"{'mode':9}{'N':>5}{'steps':>7}{'reps':>6}{'s/call':>10}{'median/s':>11}{'best/s':>9}"
+          f"{'peak MiB':>10}{'+MiB':>10}{'+MiB/N':>9}{'acc':>8}")
+
+
+def format_row(r: Result) -> str:
+    """One table row; a non-finite query loss is flagged, not hidden."""
+    c, flag = r.case, "" if math.isfinite(r.query_loss) else "  diverged"
+    return (f"{'no-grad' if c.mode == 'nograd' else 'autograd':9}{c.members:>5}{c.k_shot * N_WAY:>7}{r.reps:>6}"
+            f"{r.seconds_median:>10.3f}{r.rate_median:>11.2f}{r.rate_best:>9.2f}{r.peak_mib:>10.1f}"
+            f"{r.increase_mib:>10.1f}{r.increase_mib / c.members:>9.2f}{r.query_accuracy:>8.3f}{flag}")
+
+
+def report(args: argparse.Namespace, hw: dict, results: list[Result]) -> dict:
+    """Print the table, the no-grad/autograd ratio and the unroll scan; return every figure for --json."""
+    k, short = results[0].case.k_shot, max(1, results[0].case.k_shot // 5)
+    key = lambda r: (r.case.mode, r.case.members, r.case.k_shot)
+    pick = lambda mode, n, k_shot: next((r for r in results if key(r) == (mode, n, k_shot)), None)
+    best = max((pick("nograd", n, k) for n in args.members), key=lambda r: r.rate_best)
+    autograd = pick("autograd", 1, k)
+    ratio = best.rate_best / autograd.rate_best
+    print_header(args, hw, results[0])
+    for r in results:
+        print(format_row(r))
+    print(f"\nratio of best rates: no-grad (N={best.case.members}) {best.rate_best:.2f} member-episodes/s / autograd "
+          f"{autograd.rate_best:.3f} episodes/s = {ratio:.1f}x")
+    for mode, n in (("nograd", 8), ("autograd", 1)):
+        lo, hi = pick(mode, n, short), pick(mode, n, k)
+        if lo and hi and short < k:
+            print(f"unroll scan, {mode} N={n}: +{lo.increase_mib:.1f} MiB at {short * N_WAY} steps, "
+                  f"+{hi.increase_mib:.1f} MiB at {k * N_WAY} steps")
+    return {"hardware": hw, "ratio": ratio, "best_members": best.case.members, "results": [asdict(r) for r in results]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``bench inner [options]``, or the internal ``_one CASE_JSON`` child mode."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_one"]:
+        print(json.dumps(asdict(measure(Case.from_dict(json.loads(argv[1]))))))
+        return 0
+    args = parse_args(argv[1:] if argv[:1] == ["inner"] else argv)
+    results = []
+    for case in plan(args):
+        try:
+            results.append(run_case(case))
+        except RuntimeError as err:
+            print(err, file=sys.stderr)
+            return 1
+        print(f"[bench] {case.mode} N={case.members} steps={case.k_shot * N_WAY}: {results[-1].rate_best:.2f} "
+              f"member-episodes/s (best), +{results[-1].increase_mib:.1f} MiB", file=sys.stderr, flush=True)
+    figures = report(args, hardware(args.device, args.threads), results)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
