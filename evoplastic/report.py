@@ -90,7 +90,7 @@ def plot_alignment(records: list[dict[str, Any]], out: Path, title: str) -> bool
     steps = np.array([r["step"] for r in rows])
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for layer in range(angles.shape[1]):
-        ax.plot(steps, angles[:, layer], label=f"e_{layer}")
+        ax.plot(steps, angles[:, layer], label=f"α_{layer + 1} (e_{layer + 1})")
     ax.set_xlabel("step")
     ax.set_ylabel("angle to backprop error (°)")
     ax.legend(fontsize=8)
