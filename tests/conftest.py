@@ -24,3 +24,10 @@ def tiny_config(*overrides: str) -> ExperimentConfig:
 @pytest.fixture
 def tiny():
     return tiny_config
+
+
+# Tiny networks gain nothing from intra-op threads, and on a loaded 2-core machine two
+# threads per process made them up to 100x slower: tests run single-threaded.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
