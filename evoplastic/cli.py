@@ -1,16 +1,28 @@
-"""Command line: ``evoplastic train | plot | bench``; heavy imports happen inside commands."""
+"""Command line: ``evoplastic train | evaluate | compare | plot | bench``; heavy imports happen inside commands."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
+    from evoplastic import parallel
+
+    world = parallel.init_world()  # size 1, no mpi4py import, unless started by mpirun/mpiexec/srun
+    if not world.is_root:
+        return parallel.serve(world)
+    with parallel.guard(world):  # under MPI, an error here aborts every rank instead of hanging them
+        return _train_root(args, world)
+
+
+def _train_root(args: argparse.Namespace, world) -> int:
     from evoplastic.config import load_config, override_config
+    from evoplastic.parallel import make_scorer
     from evoplastic.rundir import RunDir
-    from evoplastic.train import build_fitness, train
+    from evoplastic.train import train
 
     words = list(args.config_and_overrides)
     config = words.pop(0) if words and "=" not in words[0] else None
@@ -24,11 +36,14 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError("give a config file (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
     else:
         cfg = load_config(config, overrides)
-    fitness = build_fitness(cfg)  # fails on missing data before anything is written
+    fitness, score = make_scorer(world, cfg)  # fails on missing data before anything is written
     if not args.resume:
-        run = RunDir.create(cfg, args.runs_dir)
+        run = RunDir.create(cfg, args.runs_dir, extra={"mpi_ranks": world.size})
     print(f"run directory: {run.path}", file=sys.stderr)
-    summary = train(cfg, run, resume=bool(args.resume), fitness=fitness, progress=not args.no_progress)
+    summary = train(cfg, run, resume=bool(args.resume), fitness=fitness, score=score,
+                    progress=not args.no_progress)
+    if score is not fitness:
+        score.close()  # releases the worker ranks
     theta = ", ".join(f"{v:.6g}" for v in summary.theta)
     print(f"final θ = [{theta}]")
     print(f"query accuracy on {cfg.final_eval_tasks} fresh tasks: {100 * summary.accuracy:.2f} % "
@@ -46,10 +61,15 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from evoplastic import bench
+PASS_THROUGH = {"evaluate": "evoplastic.evaluate", "compare": "evoplastic.compare", "bench": "evoplastic.bench"}
+"""Subcommands that parse their own arguments: the module's main(argv) gets the rest."""
 
-    return bench.main(args.bench_args)
+
+def _pass_through(argv: list[str]) -> int:
+    module = PASS_THROUGH[argv[0]]
+    if argv[0] == "bench" and argv[1:2] == ["mpi"]:
+        module = "evoplastic.bench_mpi"
+    return importlib.import_module(module).main(argv[1:])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,16 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.set_defaults(func=_plot)
 
-    p = sub.add_parser("bench", help="benchmarks: 'bench inner' (see 'evoplastic bench inner --help')",
+    p = sub.add_parser("evaluate", add_help=False,
+                       help="score a rule (run dir, theta.json or 'bio:0.013,-0.054,-0.0065') on fresh or "
+                            "held-out tasks beside fa/bp baselines; --stream for the Fig. 1 protocol")
+
+    p = sub.add_parser("compare", add_help=False, help="report.md + plots comparing runs (e.g. ES vs Adam)")
+
+    p = sub.add_parser("bench", help="benchmarks: 'bench inner', 'bench mpi' (each has --help)",
                        add_help=False)
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv and argv[0] in PASS_THROUGH:
+            return _pass_through(argv)
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"evoplastic: error: {err}", file=sys.stderr)

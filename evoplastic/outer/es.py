@@ -97,6 +97,7 @@ class EvolutionLoop:
             "fitness/best": float(fit[best]),
             "fitness/mean": float(finite.mean()),
             "fitness/median": float(finite.median()),
+            "fitness/members": fit.tolist(),
             "train/loss": float(ev.loss.detach()[ok].mean()) if ok.any() else float("nan"),
             "train/accuracy": float(ev.accuracy[ok].mean()) if ok.any() else float("nan"),
             "train/best_accuracy": float(ev.accuracy[best]),
