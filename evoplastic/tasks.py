@@ -31,13 +31,6 @@ class TaskBatch:
             self.query_x.to(device, dtype), self.query_y.to(device), self.classes.to(device),
         )
 
-    def repeat(self, copies: int) -> TaskBatch:
-        """Tile to copies·T tasks (member n sees task n mod T), sharing no storage problems."""
-        if copies == 1:
-            return self
-        tile = (lambda t: t.repeat(copies, *([1] * (t.dim() - 1))))
-        return TaskBatch(*(tile(t) for t in (self.train_x, self.train_y, self.query_x, self.query_y, self.classes)))
-
 
 class TaskSampler:
     """Draws seeded M-way tasks from a dataset, optionally from a subset of its classes."""

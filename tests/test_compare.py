@@ -6,22 +6,12 @@ import json
 import shutil
 
 import pytest
-import torch
 import yaml
 from conftest import tiny_config
 
 from evoplastic.compare import load_runs, main
 from evoplastic.rundir import RunDir
 from evoplastic.train import train
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets run fastest on one thread, and the shared CI machine stays calm."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -28,15 +28,6 @@ TINY_TASKS = ["--dataset", "digits", "--n-way", "3", "--k-shot", "5", "--n-query
               "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets run fastest on one thread, and the shared CI machine stays calm."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A finished tiny Adam run (bio rule) meta-trained on digits classes 0-5 only."""
