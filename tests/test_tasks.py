@@ -117,13 +117,8 @@ def test_unknown_class_in_subset():
         sampler(classes=(0, 9))
 
 
-def test_repeat_tiles_tasks_for_members_and_to_casts():
+def test_to_casts_images_and_keeps_labels_integer():
     tasks = draw(n_tasks=2)
-    tiled = tasks.repeat(3)
-    assert tiled.n_tasks == 6 and tasks.repeat(1) is tasks
-    for n in range(6):
-        assert torch.equal(tiled.train_x[n], tasks.train_x[n % 2])
-        assert torch.equal(tiled.query_y[n], tasks.query_y[n % 2])
     cast = tasks.to("cpu", torch.float64)
     assert cast.train_x.dtype == torch.float64 and cast.train_y.dtype == torch.int64
 
