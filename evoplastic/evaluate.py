@@ -149,6 +149,20 @@ def baseline_rules(like: Rule, fa_theta: float = BASELINE_THETA["fa"],
             for kind, theta in (("fa", fa_theta), ("bp", bp_theta))]
 
 
+def ablated_rules(rule: Rule) -> list[Rule]:
+    """The rule with one term's coefficient set to zero, for each searched term.
+
+    A term counts as dropped when zeroing it does not worsen held-out accuracy beyond the
+    noise (the paired difference's CI includes zero): ES never lands exactly on zero.
+    """
+    out = []
+    for i, term in enumerate(rule.terms):
+        theta = tuple(0.0 if j == i else v for j, v in enumerate(rule.theta))
+        config = replace(rule.config, rule=replace(rule.config.rule, theta_init=theta))
+        out.append(Rule(f"without θ_{term}", theta, config))
+    return out
+
+
 def parse_classes(text: str) -> tuple[int, ...]:
     """'40-46', '0,2,5' or '0-9,20' -> sorted unique class ids."""
     ids: set[int] = set()
@@ -553,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bp-theta", type=float, default=BASELINE_THETA["bp"], help="θ_0 of the bp baseline (0.014)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="edit the rule's config, e.g. network.dims=[64,48,32,10] (repeatable)")
+    p.add_argument("--ablate", action="store_true",
+                   help="also evaluate the rule with each term zeroed (paired Δ shows which terms matter)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results (with per-task values) as JSON")
     p.add_argument("--stream", type=int, metavar="N", help="Fig. 1 protocol: one online stream of N samples")
     p.add_argument("--every", type=int, default=250, help="--stream: test every this many samples (250)")
@@ -565,7 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     rule = parse_rule(args.rule, args.set)
-    rules = [rule] + (baseline_rules(rule, args.fa_theta, args.bp_theta) if args.baselines else [])
+    rules = [rule] + (ablated_rules(rule) if args.ablate else [])
+    rules += baseline_rules(rule, args.fa_theta, args.bp_theta) if args.baselines else []
     dataset = load_eval_dataset(rule, args.dataset, args.split)
     if args.stream is not None:
         classes = parse_classes(args.classes) if args.classes else tuple(torch.unique(dataset.labels).tolist())

@@ -173,3 +173,15 @@ def test_stream_returns_an_accuracy_curve_and_plot(tmp_path, capsys):
     assert rule["accuracy"][-1] > rule["accuracy"][0]  # it learns
     assert len(rule["alignment"]) == 4 and len(rule["alignment"][0]) == 1 and bp["alignment"] is None
     assert "held-out images of digits" in text and "300" in text
+
+
+def test_ablation_zeroes_one_term_at_a_time(capsys):
+    code = main(["bio:0.01,-0.02,-0.003", "--ablate", "--no-baselines", *TINY_NET, *TINY_TASKS])
+    assert code == 0
+    out = capsys.readouterr().out
+    for term in (0, 2, 9):
+        assert f"without θ_{term}" in out
+    rule = parse_rule("bio:0.01,-0.02,-0.003")
+    from evoplastic.evaluate import ablated_rules
+
+    assert [r.theta for r in ablated_rules(rule)] == [(0.0, -0.02, -0.003), (0.01, 0.0, -0.003), (0.01, -0.02, 0.0)]
