@@ -193,9 +193,18 @@ def runs_table(runs: list[RunRecord]) -> str:
                      cfg.rule.terms, f"{cfg.rule.l1:g}", cfg.network.activation, cfg.network.feedback,
                      f"`{cfg.task.dataset}`", evaluate.format_classes(cfg.task.classes) if cfg.task.classes else "all",
                      str(len(run.records)), f"{run.last('budget/episodes_total', 0):g}",
-                     f"{run.last('time/elapsed'):.4g}", acc])
+                     f"{run.last('time/elapsed'):.4g}", f"{mean_last(run.records, 'time/step_seconds', 10**9):.3g}",
+                     f"{100 * mean_last(run.records, 'train/accuracy', 100):.1f} %", acc])
     return _table(["run", "directory", "outer", "rule", "λ", "activation", "feedback", "dataset", "classes",
-                   "steps", "episodes", "seconds", "final accuracy (theta.json)"], rows)
+                   "steps", "episodes", "seconds", "s/step", "train acc., last 100 steps",
+                   "final accuracy (theta.json)"], rows)
+
+
+def mean_last(records: list[dict[str, Any]], key: str, count: int) -> float:
+    """Mean of ``key`` over the last ``count`` records that have it (ES: population mean)."""
+    values = [r[key] for r in records if r.get(key) is not None][-count:]
+    values = [v for v in values if v == v]
+    return sum(values) / len(values) if values else float("nan")
 
 
 def theta_table(runs: list[RunRecord]) -> str:
