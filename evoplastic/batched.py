@@ -1,7 +1,9 @@
-"""Batched matrix-vector products and rank-k updates that stay fast for a batch of one.
+"""Batched matrix-vector products and rank-k updates that stay fast on CPU.
 
-On CPU, ``bmm`` with a gemv shape is many times slower than ``mv`` on the same data, so
-a batch of one network (the Adam loop, member chunks of one) goes through the 2-D kernels.
+Measured on CPU (docs/performance.md): ``bmm`` with the vector on the right, (N, o, i) @ (N, i, 1),
+is ~15x slower than the same product written with the vector on the left, (N, 1, i) @ (N, i, o)ᵀ,
+and a batch of one goes fastest through the 2-D kernels. A matrix shared by a group of rows
+(the fixed feedback B of one task) is applied to all of them in one matrix-matrix product.
 """
 
 from __future__ import annotations
@@ -13,14 +15,24 @@ def matvec(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """w v for w (N, o, i), v (N, i) -> (N, o)."""
     if w.shape[0] == 1:
         return torch.mv(w[0], v[0]).unsqueeze(0)
-    return torch.matmul(w, v.unsqueeze(2)).squeeze(2)
+    return torch.bmm(v.unsqueeze(1), w.transpose(1, 2)).squeeze(1)
 
 
 def vecmat(v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """wᵀ v for v (N, o), w (N, o, i) -> (N, i)."""
-    if w.shape[0] == 1:
+    """wᵀ v for v (N, o), w (T, o, i) with T dividing N -> (N, i); row n uses w[n mod T].
+
+    T = N is the ordinary batched product; T < N shares each matrix between the N/T rows
+    that use it (pairs p·T + t of one task), one matrix-matrix product per matrix.
+    """
+    n, t = v.shape[0], w.shape[0]
+    if n == 1:
         return torch.mv(w[0].t(), v[0]).unsqueeze(0)
-    return torch.matmul(v.unsqueeze(1), w).squeeze(1)
+    if t == n:
+        return torch.bmm(v.unsqueeze(1), w).squeeze(1)
+    if t == 1:
+        return v @ w[0]
+    grouped = v.reshape(n // t, t, v.shape[1]).transpose(0, 1)  # (T, N/T, o)
+    return torch.bmm(grouped, w).transpose(0, 1).reshape(n, w.shape[2])
 
 
 def low_rank_step(

@@ -1,5 +1,8 @@
 """``evoplastic bench inner``: speed and peak memory of the inner loop, no-grad (ES) vs autograd (Adam).
 
+With ``--compiled`` it also times the compiled no-grad path (``run_episode(compiled=True)``) at each N,
+after a priming call that compiles it (its seconds are reported: less when Inductor's cache is warm).
+
 Every row runs in a fresh subprocess (``python -m evoplastic.bench _one CASE_JSON``) so that its
 peak memory is its own. On CPU the child resets the kernel's peak-RSS mark (VmHWM, the counter
 behind ``ru_maxrss``) by writing 5 to ``/proc/self/clear_refs`` after loading data and priming the
@@ -26,7 +29,7 @@ import torch
 from evoplastic.config import NetworkConfig, TaskConfig
 from evoplastic.data import Dataset, load_dataset
 from evoplastic.inner import run_episode
-from evoplastic.network import NetworkState, init_network, make_activation
+from evoplastic.network import Activation, NetworkState, init_network, make_activation
 from evoplastic.rules import DEFAULT_TERM_SCALE, resolve_terms
 from evoplastic.seeding import make_generator
 from evoplastic.tasks import TaskBatch, TaskSampler
@@ -42,7 +45,7 @@ MIB, N_WAY = 2.0**20, TaskConfig().n_way
 class Case:
     """One measured configuration, sent to the child process as JSON."""
 
-    mode: str  # nograd or autograd
+    mode: str  # nograd, compiled (no-grad, run_episode(compiled=True)) or autograd
     members: int
     k_shot: int
     rule: str
@@ -72,6 +75,8 @@ class Result:
     query_loss: float
     query_accuracy: float
     data: str
+    compile_seconds: float = 0.0
+    """Compiled rows: wall time of the priming call (compilation + one online step)."""
 
 
 def make_dataset(dims: tuple[int, ...], per_class: int) -> Dataset:
@@ -104,12 +109,13 @@ def build_inputs(case: Case, device: torch.device) -> tuple[TaskBatch, NetworkSt
     return tasks, moved, data
 
 
-def episode(case: Case, theta: torch.Tensor, tasks: TaskBatch, init: NetworkState) -> tuple[float, float]:
-    """One no-grad or autograd (forward + backward) episode; mean query loss and accuracy."""
-    terms, activation = resolve_terms(case.rule), make_activation(NetworkConfig(dims=case.dims))
-    if case.mode == "nograd":
+def episode(case: Case, theta: torch.Tensor, tasks: TaskBatch, init: NetworkState,
+            activation: Activation) -> tuple[float, float]:
+    """One no-grad (eager or compiled) or autograd (forward + backward) episode; mean query loss and accuracy."""
+    terms = resolve_terms(case.rule)
+    if case.mode in ("nograd", "compiled"):
         with torch.no_grad():
-            result = run_episode(theta, terms, tasks, init, activation)
+            result = run_episode(theta, terms, tasks, init, activation, compiled=case.mode == "compiled")
     else:
         result = run_episode(theta.clone().requires_grad_(True), terms, tasks, init, activation)
         result.loss.sum().backward()
@@ -156,15 +162,20 @@ def measure(case: Case) -> Result:
     device = torch.device(case.device)
     tasks, init, data = build_inputs(case, device)
     theta = make_theta(resolve_terms(case.rule), case.members).to(device)
+    activation = make_activation(NetworkConfig(dims=case.dims))  # one object: the compiled step is cached on it
     one_step = TaskBatch(tasks.train_x[:, :1], tasks.train_y[:, :1], tasks.query_x, tasks.query_y, tasks.classes)
-    episode(case, theta[:1], one_step, init)  # lazy library/kernel loading stays outside the window
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    start = time.perf_counter()
+    # lazy library/kernel loading (and compilation, at the timed shapes) stays outside the window
+    episode(case, theta if case.mode == "compiled" else theta[:1], one_step, init, activation)
+    sync()
+    compile_seconds = time.perf_counter() - start if case.mode == "compiled" else 0.0
     scores: list[tuple[float, float]] = []
     baseline = reset_peak(device)
-    times = time_calls(lambda: scores.append(episode(case, theta, tasks, init)), case.min_seconds, sync)
+    times = time_calls(lambda: scores.append(episode(case, theta, tasks, init, activation)), case.min_seconds, sync)
     peak, n, median = read_peak(device), case.members, statistics.median(times)
     return Result(case, len(times), median, min(times), n / median, n / min(times), peak, peak - baseline,
-                  *scores[-1], data)
+                  *scores[-1], data, compile_seconds)
 
 
 def run_case(case: Case) -> Result:
@@ -202,6 +213,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads in each child (0: torch default)")
     p.add_argument("--steps-scan", action=argparse.BooleanOptionalAction, default=True,
                    help="also measure memory at 1/5 of the steps (no-grad N=8, autograd N=1)")
+    p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=False,
+                   help="also time the compiled no-grad path (run_episode(compiled=True)) at each N")
     p.add_argument("--json", type=Path, default=None, help="write all figures to this JSON file")
     args = p.parse_args(argv)
     try:
@@ -218,7 +231,9 @@ def plan(args: argparse.Namespace) -> list[Case]:
     k = max(1, args.steps // N_WAY) if args.steps else TaskConfig().k_shot
     case = lambda mode, n, k_shot: Case(mode, n, k_shot, args.rule, tuple(args.dims), args.device,
                                         args.min_seconds, args.threads)
-    cases = [case("nograd", n, k) for n in args.members] + [case("autograd", 1, k)]
+    cases = [case("nograd", n, k) for n in args.members]
+    cases += [case("compiled", n, k) for n in args.members] if args.compiled else []
+    cases += [case("autograd", 1, k)]
     if args.steps_scan and k > 1:
         scan = [case("nograd", 8, max(1, k // 5)), case("nograd", 8, k), case("autograd", 1, max(1, k // 5))]
         cases += [c for c in scan if c not in cases]
@@ -236,22 +251,24 @@ def print_header(args: argparse.Namespace, hw: dict, first: Result) -> None:
           f"CUDA {hw['cuda'] or 'none'} | device {args.device}")
     print(f"data: {first.data} | episode: {first.case.k_shot * N_WAY} online steps + "
           f"{N_WAY * TaskConfig().n_query} query images, one task shared by the N members (T=1)")
-    tiled = f" + B {w_mib:.3f} MiB (fa, tiled per member)" if feedback == "fa" else ""
+    tiled = f" + B {w_mib:.3f} MiB per task (fa, shared by its members)" if feedback == "fa" else ""
     print(f"one member's weights: W {w_mib:.3f} MiB{tiled}")
     print(f"memory: {memory} in a fresh process per row, window opened after setup and a 1-step priming episode; "
           "+MiB = peak - memory at the window's start")
     print(f"timing: warm-up once, then ≥ 2 reps and ≥ {args.min_seconds:g} s; rates are member-episodes/s, "
           "median and best of reps (best = least disturbed by other load; the ratio uses it)\n")
-    print(f"{'mode':9}{'N':>5}{'steps':>7}{'reps':>6}{'s/call':>10}{'median/s':>11}{'best/s':>9}"
+    print(f"{'mode':10}{'N':>5}{'steps':>7}{'reps':>6}{'s/call':>10}{'median/s':>11}{'best/s':>9}"
           f"{'peak MiB':>10}{'+MiB':>10}{'+MiB/N':>9}{'acc':>8}")
 
 
 def format_row(r: Result) -> str:
     """One table row; a non-finite query loss is flagged, not hidden."""
     c, flag = r.case, "" if math.isfinite(r.query_loss) else "  diverged"
-    return (f"{'no-grad' if c.mode == 'nograd' else 'autograd':9}{c.members:>5}{c.k_shot * N_WAY:>7}{r.reps:>6}"
+    label = {"nograd": "no-grad", "compiled": "compiled"}.get(c.mode, c.mode)
+    compiled = f"  compile {r.compile_seconds:.1f} s" if c.mode == "compiled" else ""
+    return (f"{label:10}{c.members:>5}{c.k_shot * N_WAY:>7}{r.reps:>6}"
             f"{r.seconds_median:>10.3f}{r.rate_median:>11.2f}{r.rate_best:>9.2f}{r.peak_mib:>10.1f}"
-            f"{r.increase_mib:>10.1f}{r.increase_mib / c.members:>9.2f}{r.query_accuracy:>8.3f}{flag}")
+            f"{r.increase_mib:>10.1f}{r.increase_mib / c.members:>9.2f}{r.query_accuracy:>8.3f}{flag}{compiled}")
 
 
 def report(args: argparse.Namespace, hw: dict, results: list[Result]) -> dict:
@@ -267,6 +284,12 @@ def report(args: argparse.Namespace, hw: dict, results: list[Result]) -> dict:
         print(format_row(r))
     print(f"\nratio of best rates: no-grad (N={best.case.members}) {best.rate_best:.2f} member-episodes/s / autograd "
           f"{autograd.rate_best:.3f} episodes/s = {ratio:.1f}x")
+    for n in args.members:
+        eager, compiled = pick("nograd", n, k), pick("compiled", n, k)
+        if eager and compiled:
+            print(f"compiled / eager no-grad at N={n}: {compiled.rate_best:.2f} / {eager.rate_best:.2f} "
+                  f"member-episodes/s = {compiled.rate_best / eager.rate_best:.1f}x "
+                  f"(compile + 1 step {compiled.compile_seconds:.1f} s)")
     for mode, n in (("nograd", 8), ("autograd", 1)):
         lo, hi = pick(mode, n, short), pick(mode, n, k)
         if lo and hi and short < k:

@@ -97,6 +97,8 @@ class ESConfig:
     """CEM: fraction of the population that are parents."""
     member_chunk: int = 0
     """Members evaluated per inner-loop call; 0 means all at once."""
+    compile: bool = False
+    """Learn with the fused torch.compile'd step (several times faster on CPU; ~30 s to compile once)."""
 
 
 @dataclass(frozen=True)

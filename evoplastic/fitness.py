@@ -104,7 +104,7 @@ class FitnessFunction:
         for start in range(0, theta.shape[0], chunk):
             part = theta[start: start + chunk]
             pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
-            result = run_episode(pairs, self.terms, tasks, init, self.activation)
+            result = run_episode(pairs, self.terms, tasks, init, self.activation, compiled=self.cfg.es.compile)
             losses.append(result.loss.view(-1, n_tasks))
             accs.append(result.accuracy.view(-1, n_tasks))
         return torch.cat(losses), torch.cat(accs)

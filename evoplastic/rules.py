@@ -46,6 +46,17 @@ T5 carries Σy_ℓ (tens), T6-T8 carry scalar products with W; their θ are much
 _NEEDS_BACKPROJECTION = frozenset({6, 7, 9})  # terms that use u = W^T y_l
 
 
+def needs_backprojection(terms: tuple[int, ...]) -> bool:
+    """Whether the rule uses u = W_ℓᵀ y_ℓ (T6, T7, T9), an extra pass over W per step."""
+    return bool(_NEEDS_BACKPROJECTION & set(terms))
+
+
+def update_rank(terms: tuple[int, ...]) -> int:
+    """Columns k of the factors U, V that low_rank_update returns for these terms (1 to 3)."""
+    active = set(terms)
+    return max(1, sum(bool(active & group) for group in ({0, 2, 5, 7}, {1, 4, 6, 8}, {9})))
+
+
 def resolve_terms(spec: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
     """Named rule or comma/space separated term indices -> sorted unique term indices."""
     if isinstance(spec, str):
@@ -86,20 +97,24 @@ def low_rank_update(
     pre_error: torch.Tensor,
     post_error: torch.Tensor,
     post_drive: torch.Tensor,
+    back: torch.Tensor | None = None,
+    column_dim: int = 2,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """Factor ``-Σ θ_r T_r`` as ``(decay, U, V)`` with ``ΔW = -decay·W - U Vᵀ``.
 
     Shapes: theta (N, 10) in the full pool (entries outside ``terms`` are ignored), weight
     (N, n_post, n_pre), pre/pre_error (N, n_pre), post/post_error/post_drive (N, n_post);
-    post_drive is z_ℓ = W y_{ℓ-1}.
-    Returns decay (N,) or None when T3 is not searched, U (N, n_post, k), V (N, n_pre, k).
+    post_drive is z_ℓ = W y_{ℓ-1}; back, when given, is u = Wᵀ y_ℓ (N, n_pre), else computed from weight.
+    Returns decay (N,) or None when T3 is not searched, U (N, n_post, k), V (N, n_pre, k);
+    with column_dim=1, U (N, k, n_post) and V (N, k, n_pre), each column contiguous.
     """
     active = set(terms)
     th = theta.unbind(1)
     left, right = [], []
     mixed = None
     if active & _NEEDS_BACKPROJECTION:
-        back = vecmat(post, weight)  # u = W^T y_l, (N, n_pre)
+        if back is None:
+            back = vecmat(post, weight)  # u = W^T y_l, (N, n_pre)
         mixed = (back * pre_error).sum(1)  # y_l^T W e_{l-1}
     if active & {0, 2, 5, 7}:  # e_l ⊗ (a y_{l-1} + θ2 e_{l-1})
         a = th[0] if 0 in active else torch.zeros_like(th[0])
@@ -130,4 +145,4 @@ def low_rank_update(
         left.append(torch.zeros_like(post))
         right.append(torch.zeros_like(pre))
     decay = th[3] if 3 in active else None
-    return decay, torch.stack(left, 2), torch.stack(right, 2)
+    return decay, torch.stack(left, column_dim), torch.stack(right, column_dim)

@@ -128,3 +128,10 @@ def test_es_improves_the_rule_on_digits():
         loop.step(lambda theta, s=step: score(theta, s))
     after = evaluate_theta(score, loop.center(), 0, 30, "check")["check/accuracy"]
     assert after > before + 0.15, (before, after)
+
+
+def test_compiled_fitness_matches_the_plain_loop():
+    theta = torch.tensor([[0.01, -0.02, 0.003], [0.02, -0.01, -0.004]], dtype=torch.float64)
+    plain = build_fitness(tiny_config())(theta, 3)
+    compiled = build_fitness(tiny_config("es.compile=true"))(theta, 3)
+    assert torch.allclose(plain.loss, compiled.loss, rtol=1e-8)
