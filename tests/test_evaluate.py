@@ -1,4 +1,4 @@
-"""Evaluating rules from run directories, theta.json files and NAME:θ strings, and the Fig. 1 stream (evoplastic.stream)."""
+"""Evaluating rules from run dirs, theta.json files and NAME:θ strings, and the Fig. 1 stream."""
 
 from __future__ import annotations
 
