@@ -181,10 +181,9 @@ def run_episode(
         weights = fused.learn(theta_full, terms, tasks.train_x, targets, input_slopes, init, activation)
     if weights is None:
         weights = [tile(w, copies).clone() for w in init.weights]
-        xs, targets, input_slopes = (tile(v, copies) for v in (tasks.train_x, targets, input_slopes))
-        for step in range(tasks.train_x.shape[1]):
-            trace = online_step(weights, init.feedback, xs[:, step], targets[:, step], activation,
-                                input_slopes[:, step])
+        for step in range(tasks.train_x.shape[1]):  # tile one step at a time: memory stays ~N × weights
+            trace = online_step(weights, init.feedback, tile(tasks.train_x[:, step], copies),
+                                tile(targets[:, step], copies), activation, tile(input_slopes[:, step], copies))
             weights = apply_rule(weights, theta_full, terms, trace)
     loss, accuracy = query_scores(weights, tile(tasks.query_x, copies), tile(tasks.query_y, copies), activation)
     return EpisodeResult(loss, accuracy, weights)
