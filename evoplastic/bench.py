@@ -31,6 +31,7 @@ from evoplastic.data import Dataset, load_dataset
 from evoplastic.inner import run_episode
 from evoplastic.network import Activation, NetworkState, init_network, make_activation
 from evoplastic.rules import DEFAULT_TERM_SCALE, resolve_terms
+from evoplastic.rundir import cpu_model
 from evoplastic.seeding import make_generator
 from evoplastic.tasks import TaskBatch, TaskSampler
 
@@ -192,10 +193,8 @@ def run_case(case: Case) -> Result:
 
 def hardware(device: str, threads: int) -> dict:
     """CPU model and cores, torch version and threads, CUDA device name when one is present."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    cpu = re.search(r"model name\s*:\s*(.+)", info)
     gpu = torch.device(device if device.startswith("cuda") else "cuda:0")
-    return {"cpu": cpu.group(1).strip() if cpu else "unknown CPU", "cores": os.cpu_count(), "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
             "threads": threads or torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(gpu) if torch.cuda.is_available() else None}
 

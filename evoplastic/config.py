@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +319,5 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
 
 __all__ = [
     "AdamConfig", "ConfigError", "ESConfig", "ExperimentConfig", "NetworkConfig", "RuleConfig",
-    "TaskConfig", "config_from_dict", "config_to_dict", "load_config", "override_config", "parse_override", "replace",
-    "validate",
+    "TaskConfig", "config_from_dict", "config_to_dict", "load_config", "override_config", "parse_override", "validate",
 ]

@@ -129,6 +129,10 @@ class FitnessFunction:
         theta = theta.to(self.device, self.dtype)
         tasks, init = self.draw(step, purpose, n_tasks or self.cfg.tasks_per_step)
         task_loss, task_acc = self.scores(theta, tasks, init, self.cfg.es.member_chunk)
+        return self.evaluation(theta, task_loss, task_acc)
+
+    def evaluation(self, theta: torch.Tensor, task_loss: torch.Tensor, task_acc: torch.Tensor) -> Evaluation:
+        """Reduce (P, T) scores to an Evaluation: task mean + λ‖θ‖₁, sanitised unless differentiable."""
         loss, acc = task_loss.mean(1), task_acc.detach().mean(1)
         penalty = self.cfg.rule.l1 * theta.abs().sum(1)
         if theta.requires_grad and torch.is_grad_enabled():

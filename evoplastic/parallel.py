@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from evoplastic.config import ExperimentConfig, config_from_dict, config_to_dict
-from evoplastic.fitness import Evaluation, FitnessFunction, resolve_device, sanitise
+from evoplastic.fitness import Evaluation, FitnessFunction, resolve_device
 from evoplastic.network import NetworkState
 from evoplastic.tasks import TaskBatch
 
@@ -169,9 +169,7 @@ def assemble(fitness: FitnessFunction, request: Request, results: dict[int, tupl
     for index, (members, part) in enumerate(blocks):
         task_loss[members, part] = torch.from_numpy(results[index][0])
         task_acc[members, part] = torch.from_numpy(results[index][1])
-    theta = torch.from_numpy(request.theta).to(fitness.dtype)
-    fit, diverged = sanitise(task_loss.mean(1), fitness.cfg.rule.l1 * theta.abs().sum(1))
-    return Evaluation(task_loss.mean(1), task_acc.mean(1), fit, diverged, task_loss, task_acc)
+    return fitness.evaluation(torch.from_numpy(request.theta).to(fitness.dtype), task_loss, task_acc)
 
 
 def _receive(world: World, source: int | None, tag: int) -> Any:
