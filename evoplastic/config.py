@@ -96,9 +96,13 @@ class ESConfig:
     parenthood_ratio: float = 0.5
     """CEM: fraction of the population that are parents."""
     member_chunk: int = 0
-    """Members evaluated per inner-loop call; 0 means all at once."""
+    """Members evaluated per inner-loop call; 0 means as many as fit in half the free memory."""
     compile: bool = False
     """Learn with the fused torch.compile'd step (several times faster on CPU; ~30 s to compile once)."""
+    cuda_graph: bool = False
+    """With compile on CUDA: replay each chunk's whole online phase from one captured CUDA graph."""
+    precision: str = "float32"
+    """float32; tf32 (CUDA matmuls in TF32); bfloat16 or float16 (W stored in 16 bits, needs compile)."""
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,26 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError(str(err)) from None
     if cfg.rule.l1 < 0:
         raise ConfigError(f"rule.l1 must be ≥ 0, got {cfg.rule.l1}")
+    _check_speed_options(cfg)
     return cfg
+
+
+def _check_speed_options(cfg: ExperimentConfig) -> None:
+    """es.precision and es.cuda_graph act on the compiled float32 loop only; say so instead of ignoring them."""
+    from evoplastic.precision import PRECISIONS
+
+    es = cfg.es
+    _choice(es.precision, PRECISIONS, "es.precision")
+    if es.precision != "float32" and cfg.dtype != "float32":
+        raise ConfigError(f"es.precision={es.precision} lowers float32 arithmetic; with dtype={cfg.dtype} "
+                          "set es.precision=float32")
+    if es.precision in ("bfloat16", "float16") and not es.compile:
+        raise ConfigError(f"es.precision={es.precision} stores weights in 16 bits inside the compiled step; "
+                          "set es.compile=true (or es.precision=float32)")
+    if es.cuda_graph and not es.compile:
+        raise ConfigError("es.cuda_graph=true captures the compiled step; set es.compile=true as well")
+    if es.cuda_graph and cfg.device == "cpu":
+        raise ConfigError("es.cuda_graph=true needs a GPU; set device=cuda (or auto), or es.cuda_graph=false")
 
 
 __all__ = [

@@ -6,15 +6,20 @@ random numbers), all derived from (run seed, step) so that any process rebuilds 
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from evoplastic.config import ExperimentConfig
-from evoplastic.inner import run_episode
+from evoplastic.fused import FusedOptions
+from evoplastic.inner import records_graph, run_episode
 from evoplastic.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.network import NetworkState, init_network, make_activation
+from evoplastic.precision import matmul_precision, weight_dtype
 from evoplastic.rules import resolve_terms
 from evoplastic.seeding import make_generator
 from evoplastic.tasks import TaskBatch, TaskSampler
@@ -56,6 +61,34 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+MEMORY_FRACTION = 0.5
+"""Share of the free memory one inner-loop call may fill when es.member_chunk is 0."""
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free on the GPU, or available RAM (Linux MemAvailable) on CPU; None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return int(re.search(r"MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text()).group(1)) * 1024
+    except (OSError, AttributeError):
+        return None
+
+
+def bytes_per_pair(dims: tuple[int, ...], dtype: torch.dtype, steps: int, autograd: bool) -> int:
+    """Memory one (θ, task) pair needs in an episode, with margin: 3 copies of W without graph
+    (adapted, working, a temporary), 3 per online step when autograd keeps the unrolled graph."""
+    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:])) * torch.finfo(dtype).bits // 8
+    return weights * (3 * steps + 3 if autograd else 3)
+
+
+def members_that_fit(free_bytes: int | None, pair_bytes: int, n_tasks: int) -> int:
+    """Members (each with n_tasks pairs) per call within MEMORY_FRACTION of free_bytes; 0: no limit known."""
+    if free_bytes is None:
+        return 0
+    return max(1, math.floor(MEMORY_FRACTION * free_bytes / (pair_bytes * n_tasks)))
+
+
 def sanitise(loss: torch.Tensor, penalty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Fitness with non-finite entries replaced by DIVERGED_FITNESS, and the diverged mask."""
     fitness = loss + penalty
@@ -86,6 +119,9 @@ class FitnessFunction:
         self.activation = make_activation(cfg.network)
         self.device = device or resolve_device(cfg.device)
         self.dtype = getattr(torch, cfg.dtype)
+        self.fused = cfg.es.compile and FusedOptions(cuda_graph=cfg.es.cuda_graph and self.device.type == "cuda",
+                                                     weight_dtype=weight_dtype(cfg.es.precision))
+        """False for the plain loop, else how the compiled loop runs (run_episode's compiled)."""
 
     def draw(self, step: int | str, purpose: str, n_tasks: int) -> tuple[TaskBatch, NetworkState]:
         """The T tasks and initial networks of a step, rebuilt identically anywhere."""
@@ -97,17 +133,27 @@ class FitnessFunction:
     def scores(
         self, theta: torch.Tensor, tasks: TaskBatch, init: NetworkState, chunk: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and accuracy (P, T) of P candidates on each task, in member chunks."""
+        """Loss and accuracy (P, T) of P candidates on each task, in chunks of members.
+
+        chunk: members per inner-loop call; 0 for as many as fit in MEMORY_FRACTION of the free memory.
+        """
         n_tasks = tasks.n_tasks
-        chunk = chunk or theta.shape[0]
+        chunk = chunk or self.memory_chunk(n_tasks, tasks.train_x.shape[1], records_graph(theta))
+        chunk = min(chunk or theta.shape[0], theta.shape[0])
         losses, accs = [], []
-        for start in range(0, theta.shape[0], chunk):
-            part = theta[start: start + chunk]
-            pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
-            result = run_episode(pairs, self.terms, tasks, init, self.activation, compiled=self.cfg.es.compile)
-            losses.append(result.loss.view(-1, n_tasks))
-            accs.append(result.accuracy.view(-1, n_tasks))
+        with matmul_precision(self.cfg.es.precision, self.device):
+            for start in range(0, theta.shape[0], chunk):
+                part = theta[start: start + chunk]
+                pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
+                result = run_episode(pairs, self.terms, tasks, init, self.activation, compiled=self.fused)
+                losses.append(result.loss.view(-1, n_tasks))
+                accs.append(result.accuracy.view(-1, n_tasks))
         return torch.cat(losses), torch.cat(accs)
+
+    def memory_chunk(self, n_tasks: int, steps: int, autograd: bool) -> int:
+        """Members per inner-loop call that fit in memory now (0 when the free memory is unknown)."""
+        pair = bytes_per_pair(self.cfg.network.dims, self.dtype, steps, autograd)
+        return members_that_fit(free_memory(self.device), pair, n_tasks)
 
     def diagnostics(self, theta: torch.Tensor, step: int | str, n_tasks: int = 4) -> dict[str, list[float]]:
         """Alignment angles and orthonormality errors per hidden layer after learning with θ (R,).

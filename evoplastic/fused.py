@@ -13,6 +13,8 @@ for speed (docs/performance.md):
 
 Compiled once per (rule terms, activation) and input shapes; if compilation or a compiled
 call fails, ``learn`` warns once and returns None so that the caller runs the plain loop.
+On CUDA, ``FusedOptions.cuda_graph`` captures a chunk's whole online phase as one CUDA graph
+(``evoplastic.static``), and ``FusedOptions.weight_dtype`` stores W in 16 bits.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -30,6 +33,9 @@ from evoplastic.rules import low_rank_update, needs_backprojection, update_rank
 COMPILED_CHUNK = 8
 """Members of one task per compiled call on CPU: their weights (0.7 MiB each on the paper
 network) stay in the last-level cache, which 16 or 32 members overflow (docs/performance.md)."""
+
+FOLD_SLICE = 64
+"""Members per slice when the last update is folded into 16-bit weights (bounds the float32 temporary)."""
 
 _COMPILED: dict[tuple, Callable] = {}
 """Compiled step per (terms, activation); torch.compile specialises it on the input shapes."""
@@ -105,8 +111,59 @@ def fused_step(
     return new_left, new_right
 
 
-def _compiled_step(terms: tuple[int, ...], activation: Activation) -> Callable:
-    """fused_step for this rule and activation under torch.compile (compiled at its first call)."""
+@dataclass(frozen=True)
+class FusedOptions:
+    """How the fused no-grad loop runs; the defaults are the compiled CPU fast path."""
+
+    compile: bool = True
+    """torch.compile the step; False runs fused_step eagerly (tests, debugging)."""
+    cuda_graph: bool = False
+    """Replay each chunk's whole online phase from one CUDA graph (evoplastic.static); on CPU the
+    same fixed-buffer code runs without capture."""
+    weight_dtype: torch.dtype | None = None
+    """Storage of W during the online phase, None for θ's dtype; torch.bfloat16 or torch.float16
+    halve the bytes moved per step while the arithmetic stays in θ's dtype."""
+    chunk: int | None = None
+    """Pairs of one task per call: None for default_chunk(device), 0 for all of them."""
+
+
+def fold(weights: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tensor],
+         right: list[torch.Tensor]) -> None:
+    """Write the pending update into the weights: W ← keep·W - Lᵀ R, in place, per layer."""
+    for w, u, v in zip(weights, left, right):
+        if w.dtype == u.dtype:
+            w.mul_(keep.view(-1, 1, 1)).baddbmm_(u.transpose(1, 2), v, alpha=-1)
+            continue
+        for start in range(0, w.shape[0], FOLD_SLICE):  # 16-bit storage: combine in θ's dtype, slice by slice
+            part = slice(start, start + FOLD_SLICE)
+            exact = torch.baddbmm(w[part].to(u.dtype) * keep[part].view(-1, 1, 1), u[part].transpose(1, 2), v[part],
+                                  alpha=-1)
+            w[part].copy_(exact)
+
+
+def online_phase(step: Callable, weights: list[torch.Tensor], feedback: list[torch.Tensor] | None,
+                 theta_full: torch.Tensor, keep: torch.Tensor, x: torch.Tensor, target: torch.Tensor,
+                 slope: torch.Tensor, rank: int) -> None:
+    """All S online steps of c pairs of one task, in place on weights (c, o, i); x, slope (S, D).
+
+    Allocates nothing outside the step's own temporaries, so that it can be captured as a CUDA
+    graph: on its fixed input buffers it replays the same kernels on the same addresses.
+    """
+    c = theta_full.shape[0]
+    left = [w.new_zeros(c, rank, w.shape[1], dtype=theta_full.dtype) for w in weights]
+    right = [w.new_zeros(c, rank, w.shape[2], dtype=theta_full.dtype) for w in weights]
+    no_decay = torch.ones_like(keep)
+    for s in range(x.shape[0]):
+        left, right = step(weights, feedback, left, right, keep if s else no_decay, theta_full,
+                           x[s: s + 1], target[s: s + 1], slope[s: s + 1])
+    if x.shape[0]:
+        fold(weights, keep, left, right)
+
+
+def step_function(terms: tuple[int, ...], activation: Activation, compile: bool) -> Callable:
+    """fused_step for this rule and activation, under torch.compile (compiled at its first call) or eager."""
+    if not compile:
+        return functools.partial(fused_step, terms=terms, activation=activation)
     key = (terms, activation)
     if key not in _COMPILED:
         def step(*args: torch.Tensor | list[torch.Tensor] | None) -> tuple[list, list]:
@@ -128,25 +185,17 @@ def default_chunk(device: torch.device) -> int:
     return COMPILED_CHUNK if device.type == "cpu" else 0
 
 
-def _learn_chunk(step: Callable, theta_full: torch.Tensor, keep: torch.Tensor, init_weights: list[torch.Tensor],
-                 feedback: list[torch.Tensor] | None, x: torch.Tensor, target: torch.Tensor,
-                 slope: torch.Tensor, rank: int) -> list[torch.Tensor]:
+def learn_chunk(step: Callable, theta_full: torch.Tensor, keep: torch.Tensor, init_weights: list[torch.Tensor],
+                feedback: list[torch.Tensor] | None, x: torch.Tensor, target: torch.Tensor, slope: torch.Tensor,
+                rank: int, weight_dtype: torch.dtype) -> list[torch.Tensor]:
     """Adapted weights (c, o, i) of c pairs on one task, from that task's W (o, i) and B (1, o, i)."""
     c = theta_full.shape[0]
-    weights = [w.expand(c, -1, -1).clone() for w in init_weights]
-    left = [w.new_zeros(c, rank, w.shape[1]) for w in weights]
-    right = [w.new_zeros(c, rank, w.shape[2]) for w in weights]
-    no_decay = torch.ones_like(keep)
-    for s in range(x.shape[0]):
-        left, right = step(weights, feedback, left, right, keep if s else no_decay, theta_full,
-                           x[s: s + 1], target[s: s + 1], slope[s: s + 1])
-    final_keep = keep if x.shape[0] else no_decay
-    for w, u, v in zip(weights, left, right):
-        w.mul_(final_keep.view(-1, 1, 1)).baddbmm_(u.transpose(1, 2), v, alpha=-1)
+    weights = [w.to(weight_dtype).expand(c, -1, -1).clone() for w in init_weights]
+    online_phase(step, weights, feedback, theta_full, keep, x, target, slope, rank)
     return weights
 
 
-def _learn_chunks(step: Callable, theta_full: torch.Tensor, rank: int, keep: torch.Tensor, train_x: torch.Tensor,
+def _learn_chunks(learn_one: Callable, theta_full: torch.Tensor, keep: torch.Tensor, train_x: torch.Tensor,
                   targets: torch.Tensor, input_slopes: torch.Tensor, init: NetworkState,
                   chunk: int) -> list[torch.Tensor]:
     """Every pair's adapted weights (N, o, i), learning task by task in chunks of its pairs."""
@@ -157,11 +206,19 @@ def _learn_chunks(step: Callable, theta_full: torch.Tensor, rank: int, keep: tor
         feedback = None if init.feedback is None else [b[task: task + 1] for b in init.feedback]
         for start in range(0, len(pairs), chunk):
             idx = pairs[start: start + chunk]
-            adapted = _learn_chunk(step, theta_full[idx], keep[idx], [w[task] for w in init.weights], feedback,
-                                   train_x[task], targets[task], input_slopes[task], rank)
+            adapted = learn_one(theta_full[idx], keep[idx], [w[task] for w in init.weights], feedback,
+                                train_x[task], targets[task], input_slopes[task])
             for o, w in zip(out, adapted):
-                o[idx] = w
+                o[idx] = w.to(o.dtype)
     return out
+
+
+def _warn_unavailable(what: str, terms: tuple[int, ...], activation: Activation, err: Exception,
+                      fallback: str) -> None:
+    """One RuntimeWarning naming what failed, why, and what runs instead."""
+    reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    warnings.warn(f"{what} unavailable for terms {list(terms)} with {activation.name} ({reason}); using {fallback}",
+                  RuntimeWarning, stacklevel=4)
 
 
 def learn(
@@ -172,33 +229,41 @@ def learn(
     input_slopes: torch.Tensor,
     init: NetworkState,
     activation: Activation,
-    chunk: int | None = None,
-    eager: bool = False,
+    options: FusedOptions = FusedOptions(),
 ) -> list[torch.Tensor] | None:
     """Weights (N, o, i) of N = P·T pairs after the online phase, or None if compilation is unavailable.
 
     theta_full (N, 10): pair n learns task n mod T; train_x, input_slopes (T, S, D), targets
-    (T, S, n_out). Runs under no_grad (no graph is wanted here). chunk: pairs of one task per
-    compiled call, None for default_chunk, 0 for all of them. eager: run fused_step uncompiled
-    (tests and debugging; without a compiler the plain loop is the faster one).
+    (T, S, n_out). Runs under no_grad (no graph is wanted here). The weights come back in θ's
+    dtype whatever options.weight_dtype. A failed CUDA-graph capture warns once and runs uncaptured.
     """
-    key = (terms, activation)
+    from evoplastic import static  # static builds on this module
+
     copies = theta_full.shape[0] // train_x.shape[0]
-    chunk = default_chunk(theta_full.device) if chunk is None else chunk
+    chunk = default_chunk(theta_full.device) if options.chunk is None else options.chunk
     chunk = min(chunk or copies, copies)
     keep = 1 - theta_full[:, 3] if 3 in terms else torch.ones_like(theta_full[:, 0])
-    args = (theta_full, update_rank(terms), keep, train_x, targets, input_slopes, init, chunk)
-    if eager:
-        with torch.no_grad():
-            return _learn_chunks(functools.partial(fused_step, terms=terms, activation=activation), *args)
-    if key in _FAILED:
+    weight_dtype = options.weight_dtype or theta_full.dtype
+    key = (terms, activation)
+    if options.compile and key in _FAILED:
         return None
     try:
         with torch.no_grad(), torch._dynamo.config.patch(**_recompile_limit()):
-            return _learn_chunks(_compiled_step(terms, activation), *args)
+            step = step_function(terms, activation, options.compile)
+            args = (theta_full, keep, train_x, targets, input_slopes, init, chunk)
+            if options.cuda_graph and static.usable(key):
+                try:
+                    return _learn_chunks(static.phase_runner(step, options.compile, key, update_rank(terms),
+                                                             weight_dtype), *args)
+                except static.CaptureError as err:
+                    static.mark_failed(key)
+                    _warn_unavailable("CUDA graph capture", terms, activation, err.__cause__ or err,
+                                      "the uncaptured loop")
+            plain = functools.partial(learn_chunk, step, rank=update_rank(terms), weight_dtype=weight_dtype)
+            return _learn_chunks(plain, *args)
     except Exception as err:  # noqa: BLE001 — whatever the compiler raises, the plain loop does the work
+        if not options.compile:
+            raise
         _FAILED.add(key)
-        reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-        warnings.warn(f"compiled inner loop unavailable for terms {list(terms)} with {activation.name} ({reason}); "
-                      "using the eager loop", RuntimeWarning, stacklevel=3)
+        _warn_unavailable("compiled inner loop", terms, activation, err, "the eager loop")
         return None

@@ -161,14 +161,15 @@ def run_episode(
     tasks: TaskBatch,
     init: NetworkState,
     activation: Activation,
-    compiled: bool = False,
+    compiled: bool | fused.FusedOptions = False,
 ) -> EpisodeResult:
     """Train N = P·T fresh networks online on their tasks with rule θ; score on query sets.
 
     theta (N, len(terms)) holds the searched coefficients; pair n uses task n mod T and
     that task's initial W (and B). Feedback mode is bp when ``init.feedback`` is None.
     compiled: when no graph is recorded for θ, learn with the fused, torch.compile'd step of
-    evoplastic.fused (same result up to rounding, several times faster on CPU); the plain
+    evoplastic.fused (same result up to rounding, several times faster on CPU), with default
+    options for True or as the given FusedOptions say (CUDA graphs, 16-bit weights); the plain
     loop runs if compilation is unavailable or a graph is being recorded.
     """
     copies = _check_shapes(theta, terms, tasks, init)
@@ -178,7 +179,8 @@ def run_episode(
     input_slopes = activation.derivative_from_output(tasks.train_x)
     weights = None
     if compiled and not records_graph(theta):
-        weights = fused.learn(theta_full, terms, tasks.train_x, targets, input_slopes, init, activation)
+        options = compiled if isinstance(compiled, fused.FusedOptions) else fused.FusedOptions()
+        weights = fused.learn(theta_full, terms, tasks.train_x, targets, input_slopes, init, activation, options)
     if weights is None:
         weights = [tile(w, copies).clone() for w in init.weights]
         for step in range(tasks.train_x.shape[1]):  # tile one step at a time: memory stays ~N × weights

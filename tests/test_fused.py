@@ -34,11 +34,12 @@ def slow(test):
     return pytest.mark.slow(_SLOW(test))
 
 
-def fused_weights(theta, terms, tasks, init, act, chunk=None, eager=True):
+def fused_weights(theta, terms, tasks, init, act, chunk=None, eager=True, **options):
     """Adapted weights from fused.learn, by default running fused_step uncompiled."""
     targets = torch.nn.functional.one_hot(tasks.train_y, init.weights[-1].shape[1]).to(theta.dtype)
+    options = fused.FusedOptions(compile=not eager, chunk=chunk, **options)
     return fused.learn(expand_theta(theta, terms), terms, tasks.train_x, targets,
-                       act.derivative_from_output(tasks.train_x), init, act, chunk=chunk, eager=eager)
+                       act.derivative_from_output(tasks.train_x), init, act, options)
 
 
 def assert_same_weights(got, want, rtol=1e-10, atol=1e-12):
