@@ -13,7 +13,7 @@ from conftest import tiny_config
 from test_fused import assert_same_weights, fused_weights
 from test_inner import BIO, POOL, make_init, make_tasks, net_config, pool_theta
 
-from evoplastic import fused, static
+from evoplastic import static
 from evoplastic.config import ConfigError
 from evoplastic.fitness import bytes_per_pair, members_that_fit
 from evoplastic.inner import run_episode
