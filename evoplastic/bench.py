@@ -28,8 +28,10 @@ import torch
 
 from evoplastic.config import NetworkConfig, TaskConfig
 from evoplastic.data import Dataset, load_dataset
+from evoplastic.fused import FusedOptions
 from evoplastic.inner import run_episode
 from evoplastic.network import Activation, NetworkState, init_network, make_activation
+from evoplastic.precision import matmul_precision, weight_dtype
 from evoplastic.rules import DEFAULT_TERM_SCALE, resolve_terms
 from evoplastic.rundir import cpu_model
 from evoplastic.seeding import make_generator
@@ -54,6 +56,17 @@ class Case:
     device: str
     min_seconds: float
     threads: int
+    precision: str = "float32"
+    """Compiled rows: es.precision (tf32, or bfloat16/float16 weight storage)."""
+    cuda_graph: bool = False
+    """Compiled rows: replay each chunk's online phase from a CUDA graph (on CPU: fixed buffers)."""
+
+    @property
+    def label(self) -> str:
+        """Row name: mode, plus the CUDA graph and a non-float32 precision."""
+        name = {"nograd": "no-grad", "compiled": "compiled"}.get(self.mode, self.mode)
+        precision = "" if self.precision == "float32" else f"+{self.precision}"
+        return name + ("+graph" if self.cuda_graph else "") + precision
 
     @classmethod
     def from_dict(cls, values: dict) -> Case:
@@ -115,8 +128,10 @@ def episode(case: Case, theta: torch.Tensor, tasks: TaskBatch, init: NetworkStat
     """One no-grad (eager or compiled) or autograd (forward + backward) episode; mean query loss and accuracy."""
     terms = resolve_terms(case.rule)
     if case.mode in ("nograd", "compiled"):
-        with torch.no_grad():
-            result = run_episode(theta, terms, tasks, init, activation, compiled=case.mode == "compiled")
+        options = case.mode == "compiled" and FusedOptions(cuda_graph=case.cuda_graph,
+                                                           weight_dtype=weight_dtype(case.precision))
+        with torch.no_grad(), matmul_precision(case.precision, theta.device):
+            result = run_episode(theta, terms, tasks, init, activation, compiled=options)
     else:
         result = run_episode(theta.clone().requires_grad_(True), terms, tasks, init, activation)
         result.loss.sum().backward()
@@ -256,16 +271,15 @@ def print_header(args: argparse.Namespace, hw: dict, first: Result) -> None:
           "+MiB = peak - memory at the window's start")
     print(f"timing: warm-up once, then ≥ 2 reps and ≥ {args.min_seconds:g} s; rates are member-episodes/s, "
           "median and best of reps (best = least disturbed by other load; the ratio uses it)\n")
-    print(f"{'mode':10}{'N':>5}{'steps':>7}{'reps':>6}{'s/call':>10}{'median/s':>11}{'best/s':>9}"
+    print(f"{'mode':24}{'N':>5}{'steps':>7}{'reps':>6}{'s/call':>10}{'median/s':>11}{'best/s':>9}"
           f"{'peak MiB':>10}{'+MiB':>10}{'+MiB/N':>9}{'acc':>8}")
 
 
 def format_row(r: Result) -> str:
     """One table row; a non-finite query loss is flagged, not hidden."""
     c, flag = r.case, "" if math.isfinite(r.query_loss) else "  diverged"
-    label = {"nograd": "no-grad", "compiled": "compiled"}.get(c.mode, c.mode)
     compiled = f"  compile {r.compile_seconds:.1f} s" if c.mode == "compiled" else ""
-    return (f"{label:10}{c.members:>5}{c.k_shot * N_WAY:>7}{r.reps:>6}"
+    return (f"{c.label:24}{c.members:>5}{c.k_shot * N_WAY:>7}{r.reps:>6}"
             f"{r.seconds_median:>10.3f}{r.rate_median:>11.2f}{r.rate_best:>9.2f}{r.peak_mib:>10.1f}"
             f"{r.increase_mib:>10.1f}{r.increase_mib / c.members:>9.2f}{r.query_accuracy:>8.3f}{flag}{compiled}")
 

@@ -61,14 +61,16 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-PASS_THROUGH = {"evaluate": "evoplastic.evaluate", "compare": "evoplastic.compare", "bench": "evoplastic.bench"}
+PASS_THROUGH = {"evaluate": "evoplastic.evaluate", "compare": "evoplastic.compare", "bench": "evoplastic.bench_suite"}
 """Subcommands that parse their own arguments: the module's main(argv) gets the rest."""
+BENCHES = {"inner": "evoplastic.bench", "mpi": "evoplastic.bench_mpi"}
+"""``bench inner`` and ``bench mpi``; plain ``bench`` (or ``bench all``) runs the whole suite."""
 
 
 def _pass_through(argv: list[str]) -> int:
     module = PASS_THROUGH[argv[0]]
-    if argv[0] == "bench" and argv[1:2] == ["mpi"]:
-        module = "evoplastic.bench_mpi"
+    if argv[0] == "bench" and argv[1:2] and argv[1] in BENCHES:
+        module = BENCHES[argv[1]]
     return importlib.import_module(module).main(argv[1:])
 
 
@@ -96,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", add_help=False, help="report.md + plots comparing runs (e.g. ES vs Adam)")
 
-    p = sub.add_parser("bench", help="benchmarks: 'bench inner', 'bench mpi' (each has --help)",
+    p = sub.add_parser("bench", help="speed: 'bench' runs everything as ratios; 'bench inner', 'bench mpi' "
+                                     "scan one part (each has --help)",
                        add_help=False)
     return parser
 

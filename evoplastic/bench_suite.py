@@ -1,0 +1,242 @@
+"""``evoplastic bench``: every speed figure of the inner loop in one run, as ratios.
+
+Rows (each timed in a fresh process by ``evoplastic.bench``): the plain per-member loop
+(eager, N = 1), the batched eager loop, the compiled loop, on CUDA the compiled loop replayed
+from CUDA graphs, the reduced precisions, and one autograd (Adam) episode. Each rate is shown
+as a multiple of the per-member loop and of the autograd episode, which compare on any machine,
+and as a fraction of the roofline of this machine, measured at the start (evoplastic.roofline).
+Then the accuracy each reduced precision costs against float32 on the same tasks, and, unless
+``--no-mpi``, the ``evoplastic bench mpi`` scaling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from evoplastic import bench
+from evoplastic.bench import Case, Result
+from evoplastic.config import NetworkConfig, TaskConfig
+from evoplastic.fused import COMPILED_CHUNK, FusedOptions
+from evoplastic.inner import run_episode
+from evoplastic.network import NetworkState, init_network, make_activation
+from evoplastic.precision import matmul_precision, weight_dtype
+from evoplastic.roofline import Machine, measure_machine, member_episode
+from evoplastic.rules import resolve_terms
+from evoplastic.seeding import make_generator
+from evoplastic.tasks import TaskSampler
+
+CPU_MEMBERS, CUDA_MEMBERS = (8, 32), (256, 2048)
+"""Batch sizes N of the eager and compiled rows; the reduced precisions run at the largest."""
+
+
+@dataclass(frozen=True)
+class AccuracyCheck:
+    """Query accuracy of one precision against float32 on the same tasks, θ and initial networks."""
+
+    precision: str
+    accuracy: float
+    loss: float
+    mean_delta: float
+    """Mean over pairs of (accuracy - float32 accuracy), in accuracy units."""
+    max_abs_delta: float
+    pairs: int
+
+
+def suite_cases(args: argparse.Namespace) -> list[Case]:
+    """Per-member, eager, compiled (+graph on CUDA), reduced precisions, autograd."""
+    cuda = args.device.startswith("cuda")
+    members = args.members or (CUDA_MEMBERS if cuda else CPU_MEMBERS)
+    k = max(1, args.steps // bench.N_WAY) if args.steps else TaskConfig().k_shot
+    case = lambda mode, n, **kw: Case(mode, n, k, args.rule, tuple(args.dims), args.device, args.min_seconds,
+                                      args.threads, **kw)
+    cases = [case("nograd", 1)] + [case("nograd", n) for n in members] + [case("compiled", n) for n in members]
+    if cuda:
+        cases += [case("compiled", n, cuda_graph=True) for n in members]
+    cases += [case("compiled", members[-1], cuda_graph=cuda, precision=p) for p in args.precisions]
+    return cases + [case("autograd", 1)]
+
+
+def roofline_percent(result: Result, machine: Machine, n_query: int) -> float:
+    """Rate as a percentage of this row's roofline ceiling on the measured machine."""
+    c = result.case
+    formulation = "compiled" if c.mode == "compiled" else "eager"
+    shared = min(c.members, COMPILED_CHUNK) if c.mode == "compiled" and c.device == "cpu" else c.members
+    wbytes = 2 if c.precision in ("bfloat16", "float16") else 4
+    work = member_episode(c.dims, c.k_shot * bench.N_WAY, n_query, formulation, wbytes, shared)
+    return 100 * result.rate_best / machine.ceiling(work)
+
+
+def check_precisions(spec: dict) -> list[dict]:
+    """Child side: compiled episodes of 8 members on each of spec['tasks'] tasks, per precision."""
+    if spec["threads"] > 0:
+        torch.set_num_threads(spec["threads"])
+    device, dims = torch.device(spec["device"]), tuple(spec["dims"])
+    net = NetworkConfig(dims=dims, feedback="bp" if spec["rule"] == "bp" else "fa")
+    dataset = bench.make_dataset(dims, spec["k_shot"] + TaskConfig().n_query)
+    task_cfg = TaskConfig(k_shot=spec["k_shot"], relabel=dims[-1] < len(dataset.class_names))
+    n_tasks, terms = spec["tasks"], resolve_terms(spec["rule"])
+    tasks = TaskSampler(dataset, task_cfg).sample(n_tasks, make_generator("bench", "precision")).to(device)
+    init = init_network(net, n_tasks, make_generator("bench", "precision-init"), torch.float32)
+    init = NetworkState([w.to(device) for w in init.weights],
+                        None if init.feedback is None else [b.to(device) for b in init.feedback])
+    theta = bench.make_theta(terms, COMPILED_CHUNK * n_tasks).to(device)
+    activation = make_activation(net)
+    scores = {}
+    for precision in ["float32", *spec["precisions"]]:
+        options = FusedOptions(cuda_graph=device.type == "cuda", weight_dtype=weight_dtype(precision))
+        with torch.no_grad(), matmul_precision(precision, device):
+            result = run_episode(theta, terms, tasks, init, activation, compiled=options)
+        scores[precision] = (result.accuracy.double().cpu(), result.loss.double().cpu())
+    base = scores["float32"][0]
+    return [asdict(AccuracyCheck(p, float(acc.mean()), float(loss.mean()), float((acc - base).mean()),
+                                 float((acc - base).abs().max()), len(acc))) for p, (acc, loss) in scores.items()]
+
+
+def child_env() -> dict[str, str]:
+    """This environment with this package importable (also when it is not installed)."""
+    path = os.pathsep.join(filter(None, [str(bench.PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path)
+
+
+def run_child(mode: str, payload: dict) -> dict | list:
+    """Run ``python -m evoplastic.bench_suite MODE JSON`` and parse its last line."""
+    proc = subprocess.run([sys.executable, "-m", "evoplastic.bench_suite", mode, json.dumps(payload)],
+                          capture_output=True, text=True, env=child_env(), check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench {mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_mpi(args: argparse.Namespace) -> dict | None:
+    """``evoplastic bench mpi`` with one repeat; None (with the reason printed) when it cannot run."""
+    from evoplastic.bench_mpi import find_mpiexec
+
+    if find_mpiexec() is None:
+        print("[bench] MPI skipped: no mpiexec (pip install mpi4py mpich)", file=sys.stderr)
+        return None
+    with tempfile.TemporaryDirectory(prefix="evoplastic-bench-") as tmp:
+        out = Path(tmp) / "mpi.json"
+        command = [sys.executable, "-m", "evoplastic.bench_mpi", "--repeats", "1", "--json", str(out)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=child_env())
+        if done.returncode:
+            print(f"[bench] MPI run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return None
+        return json.loads(out.read_text())
+
+
+def print_report(args: argparse.Namespace, machine: Machine, results: list[Result], checks: list[dict],
+                 mpi: dict | None) -> None:
+    """Header (hardware, workload, ceilings), the ratio table, the precision check and MPI scaling."""
+    hw, first = bench.hardware(args.device, args.threads), results[0]
+    n_query = bench.N_WAY * TaskConfig().n_query
+    steps = first.case.k_shot * bench.N_WAY
+    eager = member_episode(first.case.dims, steps, n_query, "eager")
+    print(f"evoplastic bench: rule {args.rule} ({len(resolve_terms(args.rule))} terms), dims "
+          f"{'-'.join(map(str, args.dims))}, {steps} online steps + {n_query} query images per member-episode, "
+          f"one task shared by the N members")
+    print(f"hardware: CPU {hw['cpu']}, {hw['cores']} cores | torch {hw['torch']}, threads={hw['threads']} | "
+          f"CUDA {hw['cuda'] or 'none'} | device {args.device} | data: {first.data}")
+    print(f"ceilings measured now: {machine.bandwidth / 1e9:.1f} GB/s streaming (in-place scale over a buffer "
+          f"larger than the caches), {machine.flop_rate / 1e9:.1f} GFLOP/s float32 matmul; "
+          f"{eager.flops / 1e6:.4g} MFLOP per member-episode")
+    print("roofline % = best rate / min(FLOP ceiling, bytes ceiling) for the row's passes over W "
+          "(docs/performance.md); data that stays in cache can beat the bytes ceiling\n")
+    per_member = next(r for r in results if r.case.mode == "nograd" and r.case.members == 1)
+    autograd = next(r for r in results if r.case.mode == "autograd")
+    print(f"{'path':24}{'N':>6}{'member-ep/s':>13}{'x per-member':>14}{'x autograd':>12}{'roofline %':>12}"
+          f"{'+MiB/member':>13}{'accuracy':>10}")
+    for r in results:
+        name = "per-member loop" if r is per_member else r.case.label
+        print(f"{name:24}{r.case.members:>6}{r.rate_best:>13.2f}{r.rate_best / per_member.rate_best:>14.2f}"
+              f"{r.rate_best / autograd.rate_best:>12.1f}{roofline_percent(r, machine, n_query):>12.1f}"
+              f"{r.increase_mib / r.case.members:>13.2f}{r.query_accuracy:>10.3f}"
+              + (f"  (compile {r.compile_seconds:.0f} s)" if r.case.mode == "compiled" else ""))
+    if checks:
+        print(f"\nprecision check: compiled loop, {checks[0]['pairs']} (θ, task) pairs "
+              f"({checks[0]['pairs'] // COMPILED_CHUNK} tasks × {COMPILED_CHUNK} θ), same tasks and initial W")
+        for c in checks:
+            print(f"  {c['precision']:9} accuracy {c['accuracy']:.4f}  loss {c['loss']:.4f}  Δ vs float32 "
+                  f"{100 * c['mean_delta']:+.2f} points (max |Δ| of a pair {100 * c['max_abs_delta']:.1f})")
+    if mpi:
+        base = {row["device"]: row for row in mpi["best"] if row["ranks"] == 1}
+        print("\nMPI (evoplastic bench mpi, population 16, one thread per rank):")
+        for row in mpi["best"]:
+            speedup = row["generations_per_s"] / base[row["device"]]["generations_per_s"]
+            print(f"  R={row['ranks']} {row['device']}: {row['generations_per_s']:.3f} gen/s, "
+                  f"{row['member_episodes_per_s']:.2f} member-episodes/s, {speedup:.2f}x R=1")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Options of ``evoplastic bench``."""
+    p = argparse.ArgumentParser(prog="evoplastic bench", description=__doc__.splitlines()[0])
+    ints = lambda text: tuple(int(v) for v in text.replace(",", " ").split())
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
+    p.add_argument("--members", type=ints, default=None,
+                   help=f"batch sizes of the eager/compiled rows (default {CPU_MEMBERS} CPU, {CUDA_MEMBERS} CUDA)")
+    p.add_argument("--rule", default="pool", help="named rule or term indices (default pool)")
+    p.add_argument("--dims", type=ints, default=NetworkConfig().dims, help="layer widths (default the paper's)")
+    p.add_argument("--steps", type=int, default=None, help="online steps per episode (default 250)")
+    p.add_argument("--precisions", default=None,
+                   help="reduced precisions to time and check (default bfloat16,float16, plus tf32 on CUDA)")
+    p.add_argument("--check-tasks", type=int, default=8, help="tasks of the precision check (0: skip it)")
+    p.add_argument("--min-seconds", type=float, default=3.0, help="time each row for ≥ 2 reps and ≥ this long")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per row (default 1; 0: torch default)")
+    p.add_argument("--mpi", action=argparse.BooleanOptionalAction, default=True, help="also run bench mpi")
+    p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
+    args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda given but torch sees no CUDA device")
+    default = "tf32,bfloat16,float16" if args.device.startswith("cuda") else "bfloat16,float16"
+    args.precisions = [v for v in (args.precisions or default).replace(",", " ").split()]
+    for name in args.precisions:
+        if name not in ("tf32", "bfloat16", "float16"):
+            p.error(f"unknown precision {name!r}; choose from tf32, bfloat16, float16")
+    try:
+        resolve_terms(args.rule)
+    except ValueError as err:
+        p.error(str(err))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``evoplastic bench [options]`` (or ``bench all``), and the ``_precision`` child mode."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_precision"]:
+        print(json.dumps(check_precisions(json.loads(argv[1]))))
+        return 0
+    args = parse_args(argv[1:] if argv[:1] == ["all"] else argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    machine = measure_machine(torch.device(args.device))
+    results = []
+    for case in suite_cases(args):
+        try:
+            results.append(bench.run_case(case))
+        except RuntimeError as err:
+            print(err, file=sys.stderr)
+            return 1
+        print(f"[bench] {case.label} N={case.members}: {results[-1].rate_best:.2f} member-episodes/s",
+              file=sys.stderr, flush=True)
+    k_shot = results[0].case.k_shot
+    spec = {"device": args.device, "dims": list(args.dims), "rule": args.rule, "k_shot": k_shot,
+            "tasks": args.check_tasks, "precisions": args.precisions, "threads": args.threads}
+    checks = run_child("_precision", spec) if args.check_tasks and args.precisions else []
+    mpi = run_mpi(args) if args.mpi else None
+    print_report(args, machine, results, checks, mpi)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": asdict(machine), "results": [asdict(r) for r in results],
+                                         "precision_check": checks, "mpi": mpi}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
