@@ -163,3 +163,17 @@ def test_cuda_graph_replay_equals_uncaptured(compile):
         got = fused_weights(theta, POOL, tasks, init, act, eager=not compile, cuda_graph=True)
         assert_same_weights(got, want, rtol=1e-5, atol=1e-6)
     assert any(phase.graph is not None for phase in static._PHASES.values())
+
+
+@CUDA
+@pytest.mark.parametrize("options", [[], ["es.compile=true"], ["es.compile=true", "es.cuda_graph=true"],
+                                     ["es.compile=true", "es.cuda_graph=true", "es.precision=tf32"],
+                                     ["es.compile=true", "es.cuda_graph=true", "es.precision=float16"]],
+                         ids=["eager", "compiled", "graph", "graph-tf32", "graph-float16"])
+def test_cuda_fitness_matches_cpu(options):
+    """Every GPU path of the ES fitness scores like the CPU float32 loop."""
+    theta = torch.tensor([[0.01, -0.02, 0.003], [0.02, -0.01, -0.004], [0.015, -0.03, 0.0]])
+    cpu = build_fitness(tiny_config("dtype=float32"))(theta, 3)
+    gpu = build_fitness(tiny_config("dtype=float32", "device=cuda", *options))(theta, 3)
+    tolerance = 0.05 if any("precision" in o for o in options) else 1e-3
+    torch.testing.assert_close(gpu.loss.cpu(), cpu.loss, rtol=tolerance, atol=tolerance)
