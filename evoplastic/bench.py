@@ -110,13 +110,13 @@ def make_theta(terms: tuple[int, ...], members: int) -> torch.Tensor:
     return (base * (1 + 0.1 * torch.randn(members, len(terms), generator=g, dtype=torch.float64))).float()
 
 
-def build_inputs(case: Case, device: torch.device) -> tuple[TaskBatch, NetworkState, str]:
-    """One task (T=1) and its initial W (and B) on the device, plus the data source's name."""
+def build_inputs(case: Case, device: torch.device, n_tasks: int = 1) -> tuple[TaskBatch, NetworkState, str]:
+    """n_tasks tasks (one by default) and their initial W (and B) on the device, plus the data source's name."""
     net = NetworkConfig(dims=case.dims, feedback="bp" if case.rule == "bp" else "fa")
     dataset = make_dataset(case.dims, case.k_shot + TaskConfig().n_query)
     task_cfg = TaskConfig(k_shot=case.k_shot, relabel=case.dims[-1] < len(dataset.class_names))
-    tasks = TaskSampler(dataset, task_cfg).sample(1, make_generator("bench", "task")).to(device)
-    init = init_network(net, 1, make_generator("bench", "init"), torch.float32)
+    tasks = TaskSampler(dataset, task_cfg).sample(n_tasks, make_generator("bench", "task")).to(device)
+    init = init_network(net, n_tasks, make_generator("bench", "init"), torch.float32)
     moved = NetworkState([w.to(device) for w in init.weights],
                          None if init.feedback is None else [b.to(device) for b in init.feedback])
     data = "EMNIST balanced subset" if dataset.name.startswith("npz:") else "synthetic (uniform noise, 47 classes)"

@@ -27,12 +27,10 @@ from evoplastic.bench import Case, Result
 from evoplastic.config import NetworkConfig, TaskConfig
 from evoplastic.fused import COMPILED_CHUNK, FusedOptions
 from evoplastic.inner import run_episode
-from evoplastic.network import NetworkState, init_network, make_activation
+from evoplastic.network import make_activation
 from evoplastic.precision import matmul_precision, weight_dtype
 from evoplastic.roofline import Machine, measure_machine, member_episode
 from evoplastic.rules import resolve_terms
-from evoplastic.seeding import make_generator
-from evoplastic.tasks import TaskSampler
 
 CPU_MEMBERS, CUDA_MEMBERS = (8, 32), (256, 2048)
 """Batch sizes N of the eager and compiled rows; the reduced precisions run at the largest."""
@@ -77,19 +75,14 @@ def roofline_percent(result: Result, machine: Machine, n_query: int) -> float:
 
 def check_precisions(spec: dict) -> list[dict]:
     """Child side: compiled episodes of 8 members on each of spec['tasks'] tasks, per precision."""
-    if spec["threads"] > 0:
-        torch.set_num_threads(spec["threads"])
-    device, dims = torch.device(spec["device"]), tuple(spec["dims"])
-    net = NetworkConfig(dims=dims, feedback="bp" if spec["rule"] == "bp" else "fa")
-    dataset = bench.make_dataset(dims, spec["k_shot"] + TaskConfig().n_query)
-    task_cfg = TaskConfig(k_shot=spec["k_shot"], relabel=dims[-1] < len(dataset.class_names))
-    n_tasks, terms = spec["tasks"], resolve_terms(spec["rule"])
-    tasks = TaskSampler(dataset, task_cfg).sample(n_tasks, make_generator("bench", "precision")).to(device)
-    init = init_network(net, n_tasks, make_generator("bench", "precision-init"), torch.float32)
-    init = NetworkState([w.to(device) for w in init.weights],
-                        None if init.feedback is None else [b.to(device) for b in init.feedback])
-    theta = bench.make_theta(terms, COMPILED_CHUNK * n_tasks).to(device)
-    activation = make_activation(net)
+    case = Case("compiled", COMPILED_CHUNK * spec["tasks"], spec["k_shot"], spec["rule"], tuple(spec["dims"]),
+                spec["device"], 0.0, spec["threads"])
+    if case.threads > 0:
+        torch.set_num_threads(case.threads)
+    device, terms = torch.device(case.device), resolve_terms(case.rule)
+    tasks, init, _ = bench.build_inputs(case, device, n_tasks=spec["tasks"])
+    theta = bench.make_theta(terms, case.members).to(device)
+    activation = make_activation(NetworkConfig(dims=case.dims))
     scores = {}
     for precision in ["float32", *spec["precisions"]]:
         options = FusedOptions(cuda_graph=device.type == "cuda", weight_dtype=weight_dtype(precision))
