@@ -8,7 +8,10 @@ tasks (evaluate.py's functions, one seed: identical tasks and initial weights fo
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import re
+import statistics
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -18,11 +21,13 @@ from typing import Any
 import numpy as np
 
 from evoplastic import evaluate
-from evoplastic.config import ExperimentConfig
+from evoplastic.config import ExperimentConfig, config_to_dict
 from evoplastic.evaluate import Rule, RuleEvaluation
 from evoplastic.report import moving_average
 from evoplastic.rules import N_TERMS, TERM_FORMULAS
 
+SEED_ONLY_KEYS = frozenset({"name", "seed", "device", "es.compile", "es.cuda_graph", "es.member_chunk"})
+"""Config keys that do not define the experiment: runs that differ only in these are seeds of one setting."""
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
 """Metric key and axis label of each x axis of the learning curves."""
 
@@ -230,6 +235,55 @@ def evaluation_table(results: list[RuleEvaluation]) -> str:
                    "loss"], rows)
 
 
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        out.update(_flatten(value, name + ".") if isinstance(value, dict) else {name: value})
+    return out
+
+
+def setting(cfg: ExperimentConfig) -> str:
+    """The experiment a config describes, without seed, name and speed-only options (a grouping key)."""
+    flat = _flatten(config_to_dict(cfg))
+    return json.dumps({k: v for k, v in flat.items() if k not in SEED_ONLY_KEYS}, sort_keys=True, default=str)
+
+
+def seed_groups(runs: list[RunRecord]) -> list[list[RunRecord]]:
+    """Runs grouped by setting, in first-seen order; only groups of two or more seeds."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(setting(run.config), []).append(run)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def _spread(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    """mean ± sd (min–max) of values × scale."""
+    v = [scale * x for x in values]
+    number = lambda x: f"{x:.{digits}f}"
+    return f"{number(statistics.mean(v))} ± {number(statistics.stdev(v))} ({number(min(v))}–{number(max(v))})"
+
+
+def seeds_table(runs: list[RunRecord], results: list[RuleEvaluation]) -> str | None:
+    """Mean ± sd over seeds of the held-out accuracy and of each θ_r, per setting; None without repeats."""
+    accuracy = {r.rule.label: r.accuracy for r in results}
+    groups = [[run for run in group if run.label in accuracy] for group in seed_groups(runs)]
+    rows = []
+    for group in filter(lambda g: len(g) > 1, groups):
+        cfg, terms = group[0].config, group[0].rule.terms
+        outer = "Adam" if cfg.outer == "adam" else f"ES ({cfg.es.algorithm})"
+        values = [[run.rule.theta[i] for run in group] for i in range(len(terms))]
+        theta = ", ".join(f"θ_{t} {_spread(v, digits=4)}" for t, v in zip(terms, values)
+                          if len(terms) <= 3 or abs(statistics.mean(v)) > 1e-3)
+        rows.append([re.sub(r"_seed\d+$", "", cfg.name), outer, str(len(group)),
+                     ", ".join(str(run.config.seed) for run in group),
+                     _spread([accuracy[run.label] for run in group], 100), theta])
+    if not rows:
+        return None
+    return _table(["setting", "outer", "seeds", "seed values", "held-out accuracy %: mean ± sd (min–max)",
+                   "θ over seeds (pool: terms with |mean| > 1e-3)"], rows)
+
+
 def held_out_evaluation(runs: list[RunRecord], args: argparse.Namespace) -> tuple[str, list[RuleEvaluation]]:
     """Every run's rule (and optional baselines) on the same tasks; runs whose network cannot take them are noted."""
     rules = [run.rule for run in runs]
@@ -250,6 +304,10 @@ def held_out_evaluation(runs: list[RunRecord], args: argparse.Namespace) -> tupl
                              not args.no_progress) if usable else []
     text = evaluate.describe_tasks(task, args.eval_tasks, args.eval_seed) + ".\n\n"
     text += (evaluation_table(results) if results else "No run could be evaluated on these tasks.")
+    seeds = seeds_table(runs, results)
+    if seeds:
+        text += ("\n\n### Across seeds\n\nRuns that differ only in seed, name or speed options (device, "
+                 "es.compile, es.cuda_graph, es.member_chunk), on the same held-out tasks:\n\n" + seeds)
     return text + ("\n\n" + "\n".join(notes) if notes else ""), results
 
 

@@ -80,3 +80,19 @@ def test_bad_input_is_a_clear_error(args, message, runs, tmp_path, capsys):
     assert main([*args, "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_seeds_of_one_setting_are_summarised(runs, tmp_path):
+    """A second seed of the ES run (compiled: speed options do not make another setting) gets a seeds row."""
+    cfg = tiny_config("name=es_bio_seed1", "seed=1", "outer=es", "rule.terms=bio", "task.k_shot=5",
+                      "task.classes=[0,1,2,3,4,5]", "eval_every=1", "eval_tasks=2", "final_eval_tasks=4",
+                      "es.population_size=4", "es.member_chunk=2")
+    run = RunDir.create(cfg, tmp_path / "more")
+    train(cfg, run, progress=False)
+    out = tmp_path / "report"
+    assert main([str(runs[0]), str(run.path), str(runs[1]), "--out", str(out), "--eval-tasks", "4",
+                 "--no-progress"]) == 0
+    seeds = (out / "report.md").read_text().split("### Across seeds")[1]
+    rows = [line for line in seeds.splitlines() if line.startswith("| es_bio |")]
+    assert len(rows) == 1 and "| ES (cmaes) | 2 | 0, 1 |" in rows[0] and "θ_0" in rows[0]
+    assert "adam_ehebb" not in seeds  # one seed only: no row
