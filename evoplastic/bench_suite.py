@@ -174,7 +174,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ints = lambda text: tuple(int(v) for v in text.replace(",", " ").split())
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
     p.add_argument("--members", type=ints, default=None,
-                   help=f"batch sizes of the eager/compiled rows (default {CPU_MEMBERS} CPU, {CUDA_MEMBERS} CUDA)")
+                   help="batch sizes of the eager/compiled rows (default "
+                        f"{','.join(map(str, CPU_MEMBERS))} on CPU, {','.join(map(str, CUDA_MEMBERS))} on CUDA)")
     p.add_argument("--rule", default="pool", help="named rule or term indices (default pool)")
     p.add_argument("--dims", type=ints, default=NetworkConfig().dims, help="layer widths (default the paper's)")
     p.add_argument("--steps", type=int, default=None, help="online steps per episode (default 250)")
