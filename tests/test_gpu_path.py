@@ -15,7 +15,7 @@ from test_inner import BIO, POOL, make_init, make_tasks, net_config, pool_theta
 
 from evoplastic import static
 from evoplastic.config import ConfigError
-from evoplastic.fitness import bytes_per_pair, members_that_fit
+from evoplastic.fitness import bytes_per_pair, members_in_cache, members_that_fit, weight_bytes
 from evoplastic.inner import run_episode
 from evoplastic.network import make_activation
 from evoplastic.precision import matmul_precision, weight_dtype
@@ -124,14 +124,22 @@ def test_memory_sized_chunks():
     assert members_that_fit(None, pair, 1) == 0  # unknown: no limit
 
 
+def test_plain_cpu_loop_chunks_to_the_cache():
+    paper = weight_bytes((784, 170, 130, 100, 70, 47), torch.float32)
+    assert members_in_cache(paper, 2) == 5  # 10 pairs of 0.71 MB within 8 MiB
+    assert members_in_cache(paper, 20) == 1
+    tiny = weight_bytes((64, 12, 10), torch.float64)
+    assert members_in_cache(tiny, 2) > 500  # small networks: the whole population at once
+
+
 def test_fitness_chunks_to_free_memory(monkeypatch):
     theta = torch.tensor([[0.01, -0.02, 0.003], [0.02, -0.01, -0.004], [0.015, -0.03, 0.0]], dtype=torch.float64)
     fitness = build_fitness(tiny_config())
     whole = fitness(theta, 3)
     calls = []
-    original = fitness.memory_chunk
+    original = fitness.auto_chunk
     monkeypatch.setattr("evoplastic.fitness.free_memory", lambda device: 1)  # room for one member per call
-    monkeypatch.setattr(fitness, "memory_chunk", lambda *a: calls.append(original(*a)) or calls[-1])
+    monkeypatch.setattr(fitness, "auto_chunk", lambda *a: calls.append(original(*a)) or calls[-1])
     chunked = fitness(theta, 3)
     assert calls == [1]
     torch.testing.assert_close(chunked.loss, whole.loss, rtol=1e-12, atol=0)
