@@ -96,7 +96,7 @@ class ESConfig:
     parenthood_ratio: float = 0.5
     """CEM: fraction of the population that are parents."""
     member_chunk: int = 0
-    """Members evaluated per inner-loop call; 0 means as many as fit in half the free memory."""
+    """Members evaluated per inner-loop call; 0: as many as fit in half the free memory (plain CPU loop: in cache)."""
     compile: bool = False
     """Learn with the fused torch.compile'd step (several times faster on CPU; ~30 s to compile once)."""
     cuda_graph: bool = False
