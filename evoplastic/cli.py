@@ -22,7 +22,6 @@ def _train_root(args: argparse.Namespace, world) -> int:
     from evoplastic.config import load_config, override_config
     from evoplastic.parallel import make_scorer
     from evoplastic.rundir import RunDir
-    from evoplastic.train import train
 
     words = list(args.config_and_overrides)
     config = words.pop(0) if words and "=" not in words[0] else None
@@ -36,9 +35,53 @@ def _train_root(args: argparse.Namespace, world) -> int:
         raise ValueError("give a config file (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
     else:
         cfg = load_config(config, overrides)
+    if args.seeds:
+        return _train_seeds(cfg, args, world)
     fitness, score = make_scorer(world, cfg)  # fails on missing data before anything is written
     if not args.resume:
         run = RunDir.create(cfg, args.runs_dir, extra={"mpi_ranks": world.size})
+    return _train_run(cfg, run, fitness, score, args)
+
+
+def _train_seeds(cfg, args: argparse.Namespace, world) -> int:
+    """One run per seed, named <name>_seed<s>, one after the other (a summary line each at the end)."""
+    from dataclasses import replace
+
+    from evoplastic.parallel import make_scorer
+    from evoplastic.rundir import RunDir
+
+    if args.resume:
+        raise ValueError("--seeds starts new runs; resume each run with its own --resume RUN_DIR")
+    if world.size > 1:
+        raise ValueError("--seeds runs one experiment after another in one process; under mpiexec start one "
+                         "job per seed (seed=S name=NAME_seedS)")
+    seeds = _parse_seeds(args.seeds)
+    configs = [replace(cfg, seed=seed, name=f"{cfg.name}_seed{seed}") for seed in seeds]
+    scorers = [make_scorer(world, c) for c in configs]  # every seed's data checked before anything is written
+    for c, (fitness, score) in zip(configs, scorers):
+        _train_run(c, RunDir.create(c, args.runs_dir, extra={"mpi_ranks": world.size}), fitness, score, args)
+    return 0
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-4' (inclusive) -> seeds; anything else is a clear error."""
+    try:
+        if "-" in text.strip("-"):
+            first, last = (int(v) for v in text.split("-"))
+            seeds = list(range(first, last + 1))
+        else:
+            seeds = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: give seeds such as 0,1,2 or 0-4") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {text!r}: give distinct seeds such as 0,1,2 or 0-4")
+    return seeds
+
+
+def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> int:
+    """Train one run into its directory and print where it is and what it found."""
+    from evoplastic.train import train
+
     print(f"run directory: {run.path}", file=sys.stderr)
     summary = train(cfg, run, resume=bool(args.resume), fitness=fitness, score=score,
                     progress=not args.no_progress)
@@ -84,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "es.population_size=32")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="another override (repeatable)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--seeds", metavar="SEEDS", help="one run per seed, e.g. 0,1,2 or 0-4 (named <name>_seed<s>)")
     p.add_argument("--runs-dir", default="runs", help="where new run directories go (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)

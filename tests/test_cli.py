@@ -32,6 +32,17 @@ def test_train_writes_a_complete_run_record(outer, tmp_path, capsys):
     assert main(["plot", str(run)]) == 0
 
 
+def test_seeds_make_one_run_each(tmp_path, capsys):
+    code = main(["train", "configs/quickstart.yaml", *TINY, "steps=1", "--seeds", "3-4", "--runs-dir", str(tmp_path),
+                 "--no-progress"])
+    assert code == 0
+    runs = sorted(tmp_path.iterdir(), key=lambda p: p.name[-1])
+    assert [p.name.split("_", 1)[1] for p in runs] == ["quickstart_seed3", "quickstart_seed4"]
+    configs = [(p / "config.yaml").read_text() for p in runs]
+    assert "seed: 3" in configs[0] and "seed: 4" in configs[1]
+    assert capsys.readouterr().out.count("query accuracy on 5 fresh tasks") == 2
+
+
 def test_resume_continues_to_more_steps(tmp_path):
     assert main(["train", "configs/quickstart.yaml", *TINY, "--runs-dir", str(tmp_path), "--no-progress"]) == 0
     (run,) = tmp_path.iterdir()
@@ -52,6 +63,9 @@ def test_resume_continues_to_more_steps(tmp_path):
     (["train", "configs/quickstart.yaml", "network.dims=[784,10]"], "set network.dims[0] = 64"),
     (["train", "configs/quickstart.yaml", "outer=adam", "network.activation=relu"], "use outer=es"),
     (["train"], "give a config file"),
+    (["train", "configs/quickstart.yaml", "--seeds", "a,b"], "give seeds such as 0,1,2"),
+    (["train", "configs/quickstart.yaml", "--seeds", "1,1"], "distinct seeds"),
+    (["train", "configs/quickstart.yaml", "task.dataset=npz:/missing.npz", "--seeds", "0,1"], "/missing.npz"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(args, message, tmp_path, capsys):
     code = main([*args, "--runs-dir", str(tmp_path), "--no-progress"])
