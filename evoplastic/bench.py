@@ -42,6 +42,8 @@ EMNIST = PACKAGE_PARENT.parent / "shared" / "data" / "emnist-balanced-subset.npz
 PAPER_THETA = {0: 0.01, 2: -0.05, 9: -0.006}
 """θ near what the published code learns for bio; other terms get small random values."""
 MIB, N_WAY = 2.0**20, TaskConfig().n_way
+DATASET_HELP = ("task.dataset of the timed tasks, e.g. npz:data/emnist-balanced-subset.npz (default: the EMNIST "
+                "subset in ../shared/data when present, else uniform noise)")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Case:
     """Compiled rows: es.precision (tf32, or bfloat16/float16 weight storage)."""
     cuda_graph: bool = False
     """Compiled rows: replay each chunk's online phase from a CUDA graph (on CPU: fixed buffers)."""
+    dataset: str = ""
+    """task.dataset spec of the tasks; empty for the EMNIST subset of shared/data when present."""
 
     @property
     def label(self) -> str:
@@ -93,8 +97,11 @@ class Result:
     """Compiled rows: wall time of the priming call (compilation + one online step)."""
 
 
-def make_dataset(dims: tuple[int, ...], per_class: int) -> Dataset:
-    """The EMNIST subset when present and 784 pixels wide, else uniform noise with 47 classes."""
+def make_dataset(dims: tuple[int, ...], per_class: int, spec: str = "") -> Dataset:
+    """The dataset spec if given; else the EMNIST subset when present and 784 pixels wide, else
+    uniform noise with 47 classes."""
+    if spec:
+        return load_dataset(spec)
     if EMNIST.is_file() and dims[0] == 784:
         return load_dataset(f"npz:{EMNIST}")
     labels = torch.arange(47).repeat_interleave(per_class)
@@ -113,13 +120,14 @@ def make_theta(terms: tuple[int, ...], members: int) -> torch.Tensor:
 def build_inputs(case: Case, device: torch.device, n_tasks: int = 1) -> tuple[TaskBatch, NetworkState, str]:
     """n_tasks tasks (one by default) and their initial W (and B) on the device, plus the data source's name."""
     net = NetworkConfig(dims=case.dims, feedback="bp" if case.rule == "bp" else "fa")
-    dataset = make_dataset(case.dims, case.k_shot + TaskConfig().n_query)
+    dataset = make_dataset(case.dims, case.k_shot + TaskConfig().n_query, case.dataset)
     task_cfg = TaskConfig(k_shot=case.k_shot, relabel=case.dims[-1] < len(dataset.class_names))
     tasks = TaskSampler(dataset, task_cfg).sample(n_tasks, make_generator("bench", "task")).to(device)
     init = init_network(net, n_tasks, make_generator("bench", "init"), torch.float32)
     moved = NetworkState([w.to(device) for w in init.weights],
                          None if init.feedback is None else [b.to(device) for b in init.feedback])
-    data = "EMNIST balanced subset" if dataset.name.startswith("npz:") else "synthetic (uniform noise, 47 classes)"
+    data = case.dataset or ("EMNIST balanced subset" if dataset.name.startswith("npz:")
+                            else "synthetic (uniform noise, 47 classes)")
     return tasks, moved, data
 
 
@@ -222,6 +230,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rule", default="pool", help="named rule (fa, bp, bio, ehebb, oja, pool) or indices '0,2,9'")
     p.add_argument("--dims", type=ints, default=NetworkConfig().dims, help="layer widths (default 784,...,47)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--dataset", default="", help=DATASET_HELP)
     p.add_argument("--steps", type=int, default=None, help="online steps per episode (k_shot = steps // n_way)")
     p.add_argument("--min-seconds", type=float, default=3.0, help="time each row for ≥ 2 reps and ≥ this long")
     p.add_argument("--threads", type=int, default=0, help="torch threads in each child (0: torch default)")
@@ -244,7 +253,7 @@ def plan(args: argparse.Namespace) -> list[Case]:
     """Cases to run: no-grad at each N, autograd at N=1, plus the short-unroll scan rows."""
     k = max(1, args.steps // N_WAY) if args.steps else TaskConfig().k_shot
     case = lambda mode, n, k_shot: Case(mode, n, k_shot, args.rule, tuple(args.dims), args.device,
-                                        args.min_seconds, args.threads)
+                                        args.min_seconds, args.threads, dataset=args.dataset)
     cases = [case("nograd", n, k) for n in args.members]
     cases += [case("compiled", n, k) for n in args.members] if args.compiled else []
     cases += [case("autograd", 1, k)]

@@ -55,7 +55,7 @@ def suite_cases(args: argparse.Namespace) -> list[Case]:
     members = args.members or (CUDA_MEMBERS if cuda else CPU_MEMBERS)
     k = max(1, args.steps // bench.N_WAY) if args.steps else TaskConfig().k_shot
     case = lambda mode, n, **kw: Case(mode, n, k, args.rule, tuple(args.dims), args.device, args.min_seconds,
-                                      args.threads, **kw)
+                                      args.threads, dataset=args.dataset, **kw)
     cases = [case("nograd", 1)] + [case("nograd", n) for n in members] + [case("compiled", n) for n in members]
     if cuda:
         cases += [case("compiled", n, cuda_graph=True) for n in members]
@@ -76,7 +76,7 @@ def roofline_percent(result: Result, machine: Machine, n_query: int) -> float:
 def check_precisions(spec: dict) -> list[dict]:
     """Child side: compiled episodes of 8 members on each of spec['tasks'] tasks, per precision."""
     case = Case("compiled", COMPILED_CHUNK * spec["tasks"], spec["k_shot"], spec["rule"], tuple(spec["dims"]),
-                spec["device"], 0.0, spec["threads"])
+                spec["device"], 0.0, spec["threads"], dataset=spec["dataset"])
     if case.threads > 0:
         torch.set_num_threads(case.threads)
     device, terms = torch.device(case.device), resolve_terms(case.rule)
@@ -118,7 +118,8 @@ def run_mpi(args: argparse.Namespace) -> dict | None:
         return None
     with tempfile.TemporaryDirectory(prefix="evoplastic-bench-") as tmp:
         out = Path(tmp) / "mpi.json"
-        command = [sys.executable, "-m", "evoplastic.bench_mpi", "--repeats", "1", "--json", str(out)]
+        command = [sys.executable, "-m", "evoplastic.bench_mpi", "--repeats", "1", "--json", str(out),
+                   *(["--dataset", args.dataset] if args.dataset else [])]
         done = subprocess.run(command, capture_output=True, text=True, check=False, env=child_env())
         if done.returncode:
             print(f"[bench] MPI run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -173,6 +174,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="evoplastic bench", description=__doc__.splitlines()[0])
     ints = lambda text: tuple(int(v) for v in text.replace(",", " ").split())
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
+    p.add_argument("--dataset", default="", help=bench.DATASET_HELP)
     p.add_argument("--members", type=ints, default=None,
                    help="batch sizes of the eager/compiled rows (default "
                         f"{','.join(map(str, CPU_MEMBERS))} on CPU, {','.join(map(str, CUDA_MEMBERS))} on CUDA)")
@@ -222,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
     k_shot = results[0].case.k_shot
     spec = {"device": args.device, "dims": list(args.dims), "rule": args.rule, "k_shot": k_shot,
-            "tasks": args.check_tasks, "precisions": args.precisions, "threads": args.threads}
+            "tasks": args.check_tasks, "precisions": args.precisions, "threads": args.threads,
+            "dataset": args.dataset}
     checks = run_child("_precision", spec) if args.check_tasks and args.precisions else []
     mpi = run_mpi(args) if args.mpi else None
     print_report(args, machine, results, checks, mpi)
