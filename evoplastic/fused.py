@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from evoplastic import static
 from evoplastic.batched import vecmat
 from evoplastic.network import Activation, NetworkState
 from evoplastic.rules import low_rank_update, needs_backprojection, update_rank
@@ -141,9 +142,9 @@ def fold(weights: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tenso
             w[part].copy_(exact)
 
 
-def online_phase(step: Callable, weights: list[torch.Tensor], feedback: list[torch.Tensor] | None,
-                 theta_full: torch.Tensor, keep: torch.Tensor, x: torch.Tensor, target: torch.Tensor,
-                 slope: torch.Tensor, rank: int) -> None:
+def online_phase(weights: list[torch.Tensor], feedback: list[torch.Tensor] | None, theta_full: torch.Tensor,
+                 keep: torch.Tensor, x: torch.Tensor, target: torch.Tensor, slope: torch.Tensor, *,
+                 step: Callable, rank: int) -> None:
     """All S online steps of c pairs of one task, in place on weights (c, o, i); x, slope (S, D).
 
     Allocates nothing outside the step's own temporaries, so that it can be captured as a CUDA
@@ -191,7 +192,7 @@ def learn_chunk(step: Callable, theta_full: torch.Tensor, keep: torch.Tensor, in
     """Adapted weights (c, o, i) of c pairs on one task, from that task's W (o, i) and B (1, o, i)."""
     c = theta_full.shape[0]
     weights = [w.to(weight_dtype).expand(c, -1, -1).clone() for w in init_weights]
-    online_phase(step, weights, feedback, theta_full, keep, x, target, slope, rank)
+    online_phase(weights, feedback, theta_full, keep, x, target, slope, step=step, rank=rank)
     return weights
 
 
@@ -237,8 +238,6 @@ def learn(
     (T, S, n_out). Runs under no_grad (no graph is wanted here). The weights come back in θ's
     dtype whatever options.weight_dtype. A failed CUDA-graph capture warns once and runs uncaptured.
     """
-    from evoplastic import static  # static builds on this module
-
     copies = theta_full.shape[0] // train_x.shape[0]
     chunk = default_chunk(theta_full.device) if options.chunk is None else options.chunk
     chunk = min(chunk or copies, copies)
@@ -252,9 +251,9 @@ def learn(
             step = step_function(terms, activation, options.compile)
             args = (theta_full, keep, train_x, targets, input_slopes, init, chunk)
             if options.cuda_graph and static.usable(key):
+                phase = functools.partial(online_phase, step=step, rank=update_rank(terms))
                 try:
-                    return _learn_chunks(static.phase_runner(step, options.compile, key, update_rank(terms),
-                                                             weight_dtype), *args)
+                    return _learn_chunks(static.phase_runner(phase, options.compile, key, weight_dtype), *args)
                 except static.CaptureError as err:
                     static.mark_failed(key)
                     _warn_unavailable("CUDA graph capture", terms, activation, err.__cause__ or err,

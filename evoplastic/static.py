@@ -17,8 +17,6 @@ from collections.abc import Callable
 
 import torch
 
-from evoplastic.fused import online_phase
-
 MAX_PHASES = 4
 """Captured phases kept at once (a population's full chunks and its last, smaller one fit)."""
 
@@ -32,13 +30,17 @@ class CaptureError(RuntimeError):
 
 
 class StaticPhase:
-    """Buffers for c pairs of one task (θ, keep, W, B, S samples) and the online phase on them."""
+    """Buffers for c pairs of one task (θ, keep, W, B, S samples) and the online phase on them.
 
-    def __init__(self, step: Callable, rank: int, theta_full: torch.Tensor, init_weights: list[torch.Tensor],
+    phase(weights, feedback, theta_full, keep, x, target, slope) updates weights in place
+    (fused.online_phase with its step bound) and allocates nothing that outlives it.
+    """
+
+    def __init__(self, phase: Callable, theta_full: torch.Tensor, init_weights: list[torch.Tensor],
                  feedback: list[torch.Tensor] | None, x: torch.Tensor, target: torch.Tensor,
                  weight_dtype: torch.dtype):
         c = theta_full.shape[0]
-        self.step, self.rank = step, rank
+        self.phase = phase
         self.theta_full, self.keep = torch.zeros_like(theta_full), theta_full.new_ones(c)
         self.weights = [w.new_zeros(c, *w.shape, dtype=weight_dtype) for w in init_weights]
         self.feedback = None if feedback is None else [torch.zeros_like(b) for b in feedback]
@@ -47,8 +49,7 @@ class StaticPhase:
 
     def run(self) -> None:
         """The online phase on the buffers, in place on self.weights."""
-        online_phase(self.step, self.weights, self.feedback, self.theta_full, self.keep, self.x, self.target,
-                     self.slope, self.rank)
+        self.phase(self.weights, self.feedback, self.theta_full, self.keep, self.x, self.target, self.slope)
 
     def capture(self) -> None:
         """Warm up (compiling the step) on a side stream, then record the phase as one CUDA graph."""
@@ -104,20 +105,20 @@ def clear() -> None:
     _PHASES.clear()
 
 
-def phase_runner(step: Callable, compiled: bool, key: tuple, rank: int, weight_dtype: torch.dtype) -> Callable:
-    """A learn_one for fused._learn_chunks that reuses one StaticPhase per shapes."""
+def phase_runner(phase: Callable, compiled: bool, key: tuple, weight_dtype: torch.dtype) -> Callable:
+    """A learn_one for fused._learn_chunks that reuses one StaticPhase per shapes (key: terms, activation)."""
 
     def learn_one(theta_full: torch.Tensor, keep: torch.Tensor, init_weights: list[torch.Tensor],
                   feedback: list[torch.Tensor] | None, x: torch.Tensor, target: torch.Tensor,
                   slope: torch.Tensor) -> list[torch.Tensor]:
         shapes = (theta_full.shape, x.shape, target.shape, tuple(w.shape for w in init_weights), feedback is None)
         cache_key = (key, compiled, shapes, theta_full.dtype, weight_dtype, theta_full.device)
-        phase = _PHASES.pop(cache_key, None)
-        if phase is None:
-            phase = StaticPhase(step, rank, theta_full, init_weights, feedback, x, target, weight_dtype)
-        _PHASES[cache_key] = phase  # most recently used last
+        cached = _PHASES.pop(cache_key, None)
+        if cached is None:
+            cached = StaticPhase(phase, theta_full, init_weights, feedback, x, target, weight_dtype)
+        _PHASES[cache_key] = cached  # most recently used last
         while len(_PHASES) > MAX_PHASES:
             _PHASES.popitem(last=False)
-        return phase(theta_full, keep, init_weights, feedback, x, target, slope)
+        return cached(theta_full, keep, init_weights, feedback, x, target, slope)
 
     return learn_one
