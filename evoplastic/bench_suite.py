@@ -169,6 +169,37 @@ def print_report(args: argparse.Namespace, machine: Machine, results: list[Resul
                   f"{row['member_episodes_per_s']:.2f} member-episodes/s, {speedup:.2f}x R=1")
 
 
+def plot_rates(results: list[Result], machine: Machine, out: Path) -> Path:
+    """Bar chart of the rates (log axis) with the FLOP and bytes ceilings of the compiled float32 loop."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first, per_member = results[0], results[0].rate_best
+    work = member_episode(first.case.dims, first.case.k_shot * bench.N_WAY, bench.N_WAY * TaskConfig().n_query,
+                          "compiled", 4, COMPILED_CHUNK)
+    labels = ["per-member loop" if i == 0 else f"{r.case.label}, N={r.case.members}" for i, r in enumerate(results)]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(results) + 1.5))
+    ax.barh(range(len(results)), [r.rate_best for r in results], color=[f"C{i % 10}" for i in range(len(results))])
+    for i, r in enumerate(results):
+        ax.text(r.rate_best, i, f" {r.rate_best:.3g}/s ({r.rate_best / per_member:.2g}x)", va="center", fontsize=8)
+    ax.axvline(machine.flop_rate / work.flops, color="k", ls="--", lw=1, label="FLOP ceiling")
+    ax.axvline(machine.bandwidth / work.bytes, color="gray", ls=":", lw=1.5, label="bytes ceiling (compiled, float32)")
+    ax.set_yticks(range(len(results)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("member-episodes/s (best of reps)")
+    hw = bench.hardware(first.case.device, first.case.threads)
+    where = f"{hw['cpu']}, {hw['threads']} thread(s)" if first.case.device == "cpu" else hw["cuda"]
+    ax.set_title(f"{'-'.join(map(str, first.case.dims))} inner loop, rule {first.case.rule}, on {where}", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Options of ``evoplastic bench``."""
     p = argparse.ArgumentParser(prog="evoplastic bench", description=__doc__.splitlines()[0])
@@ -188,6 +219,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads per row (default 1; 0: torch default)")
     p.add_argument("--mpi", action=argparse.BooleanOptionalAction, default=True, help="also run bench mpi")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
+    p.add_argument("--plot", type=Path, default=None, help="draw the rates and ceilings to this PNG")
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda given but torch sees no CUDA device")
@@ -229,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = run_child("_precision", spec) if args.check_tasks and args.precisions else []
     mpi = run_mpi(args) if args.mpi else None
     print_report(args, machine, results, checks, mpi)
+    if args.plot:
+        print(f"plot: {plot_rates(results, machine, args.plot)}")
     if args.json:
         args.json.write_text(json.dumps({"machine": asdict(machine), "results": [asdict(r) for r in results],
                                          "precision_check": checks, "mpi": mpi}, indent=2))

@@ -48,7 +48,7 @@ def test_bench_suite_rows_and_ratios(tmp_path, capsys):
 
     out = tmp_path / "suite.json"
     argv = ["--dims", "16,8,5", "--steps", "5", "--min-seconds", "0", "--members", "2", "--precisions", "bfloat16",
-            "--check-tasks", "2", "--no-mpi", "--json", str(out)]
+            "--check-tasks", "2", "--no-mpi", "--json", str(out), "--plot", str(tmp_path / "rates.png")]
     assert bench_suite.main(argv) == 0
     table = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in table.splitlines()
@@ -57,6 +57,7 @@ def test_bench_suite_rows_and_ratios(tmp_path, capsys):
     assert rows["per-member"][4] == "1.00" and rows["autograd"][4] == "1.0"  # each is its own baseline
     figures = json.loads(out.read_text())
     assert figures["machine"]["bandwidth"] > 0 and figures["machine"]["flop_rate"] > 0
+    assert (tmp_path / "rates.png").stat().st_size > 1000
     checks = {c["precision"]: c for c in figures["precision_check"]}
     assert set(checks) == {"float32", "bfloat16"} and checks["float32"]["max_abs_delta"] == 0
     assert checks["bfloat16"]["pairs"] == 16 and abs(checks["bfloat16"]["mean_delta"]) < 0.2
