@@ -258,10 +258,10 @@ def seed_groups(runs: list[RunRecord]) -> list[list[RunRecord]]:
 
 
 def _spread(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
-    """mean ± sd (min–max) of values × scale."""
+    """mean ± sd (min to max) of values × scale."""
     v = [scale * x for x in values]
     number = lambda x: f"{x:.{digits}f}"
-    return f"{number(statistics.mean(v))} ± {number(statistics.stdev(v))} ({number(min(v))}–{number(max(v))})"
+    return f"{number(statistics.mean(v))} ± {number(statistics.stdev(v))} ({number(min(v))} to {number(max(v))})"
 
 
 def seeds_table(runs: list[RunRecord], results: list[RuleEvaluation]) -> str | None:
@@ -280,8 +280,8 @@ def seeds_table(runs: list[RunRecord], results: list[RuleEvaluation]) -> str | N
                      _spread([accuracy[run.label] for run in group], 100), theta])
     if not rows:
         return None
-    return _table(["setting", "outer", "seeds", "seed values", "held-out accuracy %: mean ± sd (min–max)",
-                   "θ over seeds (pool: terms with |mean| > 1e-3)"], rows)
+    return _table(["setting", "outer", "seeds", "seed values", "held-out accuracy %: mean ± sd (min to max)",
+                   "θ over seeds (10-term pool: terms whose mean exceeds 1e-3 in size)"], rows)
 
 
 def held_out_evaluation(runs: list[RunRecord], args: argparse.Namespace) -> tuple[str, list[RuleEvaluation]]:
