@@ -124,8 +124,7 @@ def build_inputs(case: Case, device: torch.device, n_tasks: int = 1) -> tuple[Ta
     task_cfg = TaskConfig(k_shot=case.k_shot, relabel=case.dims[-1] < len(dataset.class_names))
     tasks = TaskSampler(dataset, task_cfg).sample(n_tasks, make_generator("bench", "task")).to(device)
     init = init_network(net, n_tasks, make_generator("bench", "init"), torch.float32)
-    moved = NetworkState([w.to(device) for w in init.weights],
-                         None if init.feedback is None else [b.to(device) for b in init.feedback])
+    moved = init.map(lambda t: t.to(device))
     data = case.dataset or ("EMNIST balanced subset" if dataset.name.startswith("npz:")
                             else "synthetic (uniform noise, 47 classes)")
     return tasks, moved, data

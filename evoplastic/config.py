@@ -35,7 +35,8 @@ class NetworkConfig:
     surrogate_width: float = 1.0
     """Width of heaviside's fast-sigmoid surrogate derivative 1/(1+|z|/w)^2."""
     feedback: str = "fa"
-    """Error pathway: fa (fixed random B) or bp (B = W at every step, i.e. backprop)."""
+    """Error pathway: fa (fixed random B), bp (B = W at every step, i.e. backprop) or dfa (direct
+    feedback: fixed random D_ℓ carries the output error e_L to every layer)."""
 
 
 @dataclass(frozen=True)

@@ -141,8 +141,7 @@ class FitnessFunction:
         """The T tasks and initial networks of a step, rebuilt identically anywhere."""
         tasks = self.sampler.sample(n_tasks, make_generator(self.cfg.seed, purpose, "tasks", step))
         init = init_network(self.cfg.network, n_tasks, make_generator(self.cfg.seed, purpose, "init", step), self.dtype)
-        to = lambda ws: None if ws is None else [w.to(self.device) for w in ws]
-        return tasks.to(self.device, self.dtype), NetworkState(to(init.weights), to(init.feedback))
+        return tasks.to(self.device, self.dtype), init.map(lambda t: t.to(self.device))
 
     def scores(
         self, theta: torch.Tensor, tasks: TaskBatch, init: NetworkState, chunk: int = 0
@@ -184,7 +183,8 @@ class FitnessFunction:
         with torch.no_grad():
             weights = run_episode(theta, self.terms, tasks, init, self.activation).weights
             target = F.one_hot(tasks.query_y, weights[-1].shape[1]).to(self.dtype)
-            angles = mean_alignment_angles(weights, init.feedback, tasks.query_x, target, self.activation)
+            angles = mean_alignment_angles(weights, init.feedback, tasks.query_x, target, self.activation,
+                                           init.direct)
             ortho = torch.stack([orthonormality_errors(weights, tasks.query_x[:, q], self.activation)
                                  for q in range(tasks.query_x.shape[1])], 1).mean(1)
         return {"eval/alignment": angles.nanmean(0).tolist(), "eval/orthonormality": ortho.mean(0).tolist()}

@@ -39,7 +39,7 @@ FOLD_SLICE = 64
 """Members per slice when the last update is folded into 16-bit weights (bounds the float32 temporary)."""
 
 _COMPILED: dict[tuple, Callable] = {}
-"""Compiled step per (terms, activation); torch.compile specialises it on the input shapes."""
+"""Compiled step per (terms, activation, direct); torch.compile specialises it on the input shapes."""
 _FAILED: set[tuple] = set()
 """Keys whose compilation failed once: they use the plain loop without trying again."""
 
@@ -76,10 +76,12 @@ def fused_step(
     slope: torch.Tensor,
     terms: tuple[int, ...],
     activation: Activation,
+    direct: bool = False,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """One online step of c pairs on one task; weights hold W_{t-1} and become W_t in place.
 
-    weights[ℓ] (c, o, i); feedback[ℓ] (1, o, i) shared, or None for bp (B = W_t); left[ℓ]
+    weights[ℓ] (c, o, i); feedback[ℓ] (1, o, i) shared, or None for bp (B = W_t), or with
+    direct (dfa) D_ℓ (1, n_L, i) fed by the output error; left[ℓ]
     (c, k, o), right[ℓ] (c, k, i) and keep (c,) the pending update of the previous step;
     theta_full (c, 10); x, slope (1, D) and target (1, n_out) this step's sample.
     Returns this step's factors (left, right), pending for the next step.
@@ -97,7 +99,7 @@ def fused_step(
         if feedback is None:
             back = pending_times_transposed(weights[layer], keep, left[layer], right[layer], errors[0])
         else:
-            back = vecmat(errors[0], feedback[layer])
+            back = vecmat(errors[-1] if direct else errors[0], feedback[layer])
         slopes = activation.derivative(zs[layer - 1]) if layer > 0 else slope.expand(n, -1)
         errors.insert(0, back * slopes)
     new_left, new_right = [], []
@@ -161,14 +163,16 @@ def online_phase(weights: list[torch.Tensor], feedback: list[torch.Tensor] | Non
         fold(weights, keep, left, right)
 
 
-def step_function(terms: tuple[int, ...], activation: Activation, compile: bool) -> Callable:
-    """fused_step for this rule and activation, under torch.compile (compiled at its first call) or eager."""
+def step_function(terms: tuple[int, ...], activation: Activation, compile: bool, direct: bool = False) -> Callable:
+    """fused_step for this rule, activation and feedback kind, under torch.compile (compiled at its first call)
+    or eager."""
     if not compile:
-        return functools.partial(fused_step, terms=terms, activation=activation)
-    key = (terms, activation)
+        return functools.partial(fused_step, terms=terms, activation=activation, direct=direct)
+    key = (terms, activation, direct)
     if key not in _COMPILED:
         def step(*args: torch.Tensor | list[torch.Tensor] | None) -> tuple[list, list]:
-            return fused_step(*args, terms=terms, activation=activation)  # a closure guards faster than a partial
+            # a closure guards faster than a partial
+            return fused_step(*args, terms=terms, activation=activation, direct=direct)
 
         _COMPILED[key] = torch.compile(step, fullgraph=True, dynamic=False)
     return _COMPILED[key]
@@ -243,12 +247,12 @@ def learn(
     chunk = min(chunk or copies, copies)
     keep = 1 - theta_full[:, 3] if 3 in terms else torch.ones_like(theta_full[:, 0])
     weight_dtype = options.weight_dtype or theta_full.dtype
-    key = (terms, activation)
+    key = (terms, activation, init.direct)
     if options.compile and key in _FAILED:
         return None
     try:
         with torch.no_grad(), torch._dynamo.config.patch(**_recompile_limit()):
-            step = step_function(terms, activation, options.compile)
+            step = step_function(terms, activation, options.compile, init.direct)
             args = (theta_full, keep, train_x, targets, input_slopes, init, chunk)
             if options.cuda_graph and static.usable(key):
                 phase = functools.partial(online_phase, step=step, rank=update_rank(terms))

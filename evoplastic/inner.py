@@ -62,15 +62,17 @@ def backward_errors(
     target: torch.Tensor,
     activation: Activation,
     input_derivative: torch.Tensor,
+    direct: bool = False,
 ) -> list[torch.Tensor]:
     """Errors e_0..e_L: e_L = softmax - onehot, e_{ℓ-1} = (B_ℓᵀ e_ℓ) ⊙ σ'(z_{ℓ-1}).
 
     feedback[ℓ] is (N, o, i), or (T, o, i) shared by the pairs n of task n mod T; input_derivative
-    is σ' written through the pixels, for the synthetic error e_0.
+    is σ' written through the pixels, for the synthetic error e_0. direct (dfa): feedback[ℓ] is
+    D_ℓ (·, n_L, n_{ℓ-1}) and e_{ℓ-1} = (D_ℓᵀ e_L) ⊙ σ'(z_{ℓ-1}).
     """
     errors = [output - target]
     for layer in range(len(feedback) - 1, -1, -1):
-        back = vecmat(errors[0], feedback[layer])
+        back = vecmat(errors[-1] if direct else errors[0], feedback[layer])
         slope = activation.derivative(zs[layer - 1]) if layer > 0 else input_derivative
         errors.insert(0, back * slope)
     return errors
@@ -83,11 +85,12 @@ def online_step(
     target: torch.Tensor,
     activation: Activation,
     input_derivative: torch.Tensor,
+    direct: bool = False,
 ) -> StepTrace:
-    """Forward one sample per pair and propagate errors (bp when feedback is None)."""
+    """Forward one sample per pair and propagate errors (bp when feedback is None; dfa when direct)."""
     ys, zs = forward(weights, x, activation)
     errors = backward_errors(feedback if feedback is not None else weights, zs, ys[-1], target,
-                             activation, input_derivative)
+                             activation, input_derivative, direct)
     return StepTrace(ys, zs, errors)
 
 
@@ -185,7 +188,8 @@ def run_episode(
         weights = [tile(w, copies).clone() for w in init.weights]
         for step in range(tasks.train_x.shape[1]):  # tile one step at a time: memory stays ~N × weights
             trace = online_step(weights, init.feedback, tile(tasks.train_x[:, step], copies),
-                                tile(targets[:, step], copies), activation, tile(input_slopes[:, step], copies))
+                                tile(targets[:, step], copies), activation, tile(input_slopes[:, step], copies),
+                                init.direct)
             weights = apply_rule(weights, theta_full, terms, trace)
     loss, accuracy = query_scores(weights, tile(tasks.query_x, copies), tile(tasks.query_y, copies), activation)
     return EpisodeResult(loss, accuracy, weights)

@@ -37,16 +37,18 @@ def alignment_angles(
     x: torch.Tensor,
     target: torch.Tensor,
     activation: Activation,
+    direct: bool = False,
 ) -> torch.Tensor:
     """α_ℓ (N, L-1) in degrees between e_ℓ sent through B and backprop's e_ℓ (B = W), ℓ = 1..L-1.
 
     x (N, D) one sample per network, target (N, n_L) one-hot. Feedback None means bp
-    (all angles 0). NaN where an error vector is exactly zero (e.g. dead ReLU layers).
+    (all angles 0); direct means dfa feedback. NaN where an error vector is exactly zero (e.g.
+    dead ReLU layers).
     """
     ys, zs = forward(weights, x, activation)
     ones = torch.ones_like(x)  # e_0 is not reported, so its input slope is irrelevant
     true = backward_errors(weights, zs, ys[-1], target, activation, ones)
-    sent = true if feedback is None else backward_errors(feedback, zs, ys[-1], target, activation, ones)
+    sent = true if feedback is None else backward_errors(feedback, zs, ys[-1], target, activation, ones, direct)
     return _columns([vector_angles(sent[layer], true[layer]) for layer in range(1, len(weights))], x)
 
 
@@ -56,14 +58,14 @@ def mean_alignment_angles(
     x: torch.Tensor,
     target: torch.Tensor,
     activation: Activation,
+    direct: bool = False,
 ) -> torch.Tensor:
     """α_ℓ (N, L-1) averaged over S samples per network, x (N, S, D), target (N, S, n_L).
 
     Undefined (NaN) angles are left out of the mean.
     """
-    angles = torch.stack(
-        [alignment_angles(weights, feedback, x[:, s], target[:, s], activation) for s in range(x.shape[1])], 1
-    )
+    angles = torch.stack([alignment_angles(weights, feedback, x[:, s], target[:, s], activation, direct)
+                          for s in range(x.shape[1])], 1)
     return angles.nanmean(1)
 
 

@@ -17,8 +17,9 @@ from evoplastic.config import NetworkConfig
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
-FEEDBACK_MODES = ("fa", "bp")
-"""fa: fixed random feedback B (Xavier, independent of W); bp: B = W at every step."""
+FEEDBACK_MODES = ("fa", "bp", "dfa")
+"""fa: fixed random feedback B (Xavier, independent of W); bp: B = W at every step; dfa: direct
+feedback, e_{ℓ-1} = (D_ℓᵀ e_L) ⊙ σ'(z_{ℓ-1}) with fixed random D_ℓ (n_L, n_{ℓ-1}) from the output."""
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,31 @@ class NetworkState:
 
     weights: list[torch.Tensor]
     feedback: list[torch.Tensor] | None
+    direct: bool = False
+    """dfa: feedback[ℓ] is D_ℓ (T, n_L, n_{ℓ-1}) and carries the output error e_L to layer ℓ-1."""
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> NetworkState:
+        """The same state with fn applied to every W and B (moving, slicing), the mode kept."""
+        return NetworkState([fn(w) for w in self.weights],
+                            None if self.feedback is None else [fn(b) for b in self.feedback], self.direct)
+
+
+def direct_feedback(
+    dims: tuple[int, ...], n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
+) -> list[torch.Tensor]:
+    """n Xavier-uniform DFA stacks: D_ℓ has shape (n, dims[-1], dims[ℓ-1]), output to layer ℓ-1."""
+    layers = []
+    for fan_in in dims[:-1]:
+        bound = (6.0 / (fan_in + dims[-1])) ** 0.5
+        u = torch.rand(n, dims[-1], fan_in, generator=generator, dtype=torch.float64)
+        layers.append(((2 * u - 1) * bound).to(dtype))
+    return layers
 
 
 def init_network(cfg: NetworkConfig, n: int, generator: torch.Generator, dtype: torch.dtype) -> NetworkState:
-    """Fresh W (and, for fa, an independent B) per episode, as the paper re-draws them."""
+    """Fresh W (and, for fa/dfa, independent B or D) per episode, as the paper re-draws them."""
     weights = xavier_uniform(cfg.dims, n, generator, dtype)
+    if cfg.feedback == "dfa":
+        return NetworkState(weights, direct_feedback(cfg.dims, n, generator, dtype), direct=True)
     feedback = xavier_uniform(cfg.dims, n, generator, dtype) if cfg.feedback == "fa" else None
     return NetworkState(weights, feedback)

@@ -130,7 +130,7 @@ def _task_subset(tasks: TaskBatch, init: NetworkState, part: slice) -> tuple[Tas
     """Tasks ``part`` as fresh tensors, so a block never depends on where it sat in the full batch."""
     cut = lambda ts: None if ts is None else [t[part].clone() for t in ts]
     fields = (tasks.train_x, tasks.train_y, tasks.query_x, tasks.query_y, tasks.classes)
-    return TaskBatch(*cut(fields)), NetworkState(cut(init.weights), cut(init.feedback))
+    return TaskBatch(*cut(fields)), init.map(lambda t: t[part].clone())
 
 
 def _fail_if_asked(world: World, request: Request) -> None:

@@ -95,8 +95,8 @@ def stream_curve(rule: Rule, stream: Stream, every: int = 250, seed: int = 0, de
     act, dtype, dev = make_activation(cfg.network), getattr(torch, cfg.dtype), resolve_device(device)
     repeats, n_samples = stream.order.shape
     init = init_network(cfg.network, repeats, make_generator(seed, "stream", "init"), dtype)
-    weights = [w.to(dev) for w in init.weights]
-    feedback = None if init.feedback is None else [b.to(dev) for b in init.feedback]
+    moved = init.map(lambda t: t.to(dev))
+    weights, feedback = moved.weights, moved.feedback
     theta = expand_theta(torch.tensor([rule.theta], dtype=dtype, device=dev).repeat(repeats, 1), rule.terms)
     images, labels, n_out = stream.images.to(dev, dtype), stream.labels.to(dev), cfg.network.dims[-1]
     test_x = images[stream.test].expand(repeats, -1, -1)
@@ -110,7 +110,8 @@ def stream_curve(rule: Rule, stream: Stream, every: int = 250, seed: int = 0, de
                 samples.append(step)
                 accuracy.append(query_scores(weights, test_x, test_y, act)[1].cpu().double())
                 if feedback is not None:
-                    angles = mean_alignment_angles(weights, feedback, test_x[:, :k], align_target, act)
+                    angles = mean_alignment_angles(weights, feedback, test_x[:, :k], align_target, act,
+                                                   init.direct)
                     alignment.append(angles.nanmean(0).cpu().double())
                 if bar is not None and step:
                     bar.update(step - samples[-2])
@@ -119,7 +120,7 @@ def stream_curve(rule: Rule, stream: Stream, every: int = 250, seed: int = 0, de
             index = stream.order[:, step].to(dev)
             x = images[index]
             target = F.one_hot(labels[index], n_out).to(dtype)
-            trace = online_step(weights, feedback, x, target, act, act.derivative_from_output(x))
+            trace = online_step(weights, feedback, x, target, act, act.derivative_from_output(x), init.direct)
             weights = apply_rule(weights, theta, rule.terms, trace)
     return StreamCurve(rule, samples, torch.stack(accuracy), torch.stack(alignment) if alignment else None)
 

@@ -135,3 +135,15 @@ def test_compiled_fitness_matches_the_plain_loop():
     plain = build_fitness(tiny_config())(theta, 3)
     compiled = build_fitness(tiny_config("es.compile=true"))(theta, 3)
     assert torch.allclose(plain.loss, compiled.loss, rtol=1e-8)
+
+
+@pytest.mark.parametrize("outer", ["es", "adam"])
+def test_direct_feedback_trains_and_reports_alignment(outer, tmp_path):
+    """network.feedback=dfa end to end: both outer loops, with alignment angles in the periodic evaluation."""
+    cfg = tiny_config("network.feedback=dfa", f"outer={outer}", "steps=2", "eval_every=1",
+                      "network.dims=[64,12,8,10]")
+    summary = train(cfg, RunDir.create(cfg, tmp_path), progress=False)
+    assert 0.0 <= summary.accuracy <= 1.0
+    records = RunDir.open(next(tmp_path.iterdir())).metrics()
+    angles = [r["eval/alignment"] for r in records if "eval/alignment" in r]
+    assert angles and all(0 < a < 180 for a in angles[-1])  # D is random: neither aligned nor reversed

@@ -47,7 +47,7 @@ def assert_same_weights(got, want, rtol=1e-10, atol=1e-12):
         torch.testing.assert_close(a, b.detach(), rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("feedback", ["fa", "bp"])
+@pytest.mark.parametrize("feedback", ["fa", "bp", "dfa"])
 @pytest.mark.parametrize("terms", TERM_SETS, ids=lambda t: ",".join(map(str, t)))
 def test_fused_step_equals_autograd_path(feedback, terms):
     cfg = net_config(feedback=feedback)

@@ -51,11 +51,10 @@ def slice_pair(tasks: TaskBatch, init: NetworkState, t: int) -> tuple[TaskBatch,
     one = lambda v: v[t: t + 1]
     sub_tasks = TaskBatch(*(one(v) for v in (tasks.train_x, tasks.train_y, tasks.query_x, tasks.query_y,
                                              tasks.classes)))
-    feedback = None if init.feedback is None else [one(b) for b in init.feedback]
-    return sub_tasks, NetworkState([one(w) for w in init.weights], feedback)
+    return sub_tasks, init.map(one)
 
 
-@pytest.mark.parametrize("feedback", ["fa", "bp"])
+@pytest.mark.parametrize("feedback", ["fa", "bp", "dfa"])
 def test_batched_equals_one_pair_at_a_time(feedback):
     cfg = net_config(feedback=feedback)
     act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
@@ -152,7 +151,7 @@ def test_same_seed_same_result_different_seed_differs():
     assert not torch.allclose(first.weights[0], other.weights[0])
 
 
-@pytest.mark.parametrize("feedback", ["fa", "bp"])
+@pytest.mark.parametrize("feedback", ["fa", "bp", "dfa"])
 def test_in_place_no_grad_path_equals_autograd_path(feedback):
     cfg = net_config(feedback=feedback)
     act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
@@ -235,3 +234,21 @@ def test_error_initial_networks_do_not_match_tasks():
     with pytest.raises(ValueError, match="initial weights hold 3 episodes"):
         run_episode(torch.zeros(2, 3, dtype=torch.float64), BIO, make_tasks(), make_init(cfg, n_tasks=3),
                     make_activation(cfg))
+
+
+def test_dfa_errors_come_straight_from_the_output():
+    """e_{ℓ-1} = (D_ℓᵀ e_L) ⊙ σ'(z_{ℓ-1}) with D_ℓ (n_L, n_{ℓ-1}), written out independently."""
+    cfg = net_config(feedback="dfa")
+    act, init = make_activation(cfg), make_init(cfg, n_tasks=3, seed=5)
+    assert init.direct and [tuple(d.shape[1:]) for d in init.feedback] == [(DIMS[-1], n) for n in DIMS[:-1]]
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(3, DIMS[0], generator=g, dtype=torch.float64)
+    target = torch.nn.functional.one_hot(torch.tensor([0, 1, 2]), DIMS[-1]).to(torch.float64)
+    trace = online_step(init.weights, init.feedback, x, target, act, act.derivative_from_output(x), direct=True)
+    e_out = trace.activations[-1] - target
+    torch.testing.assert_close(trace.errors[-1], e_out)
+    for layer in range(1, len(DIMS) - 1):
+        sent = torch.einsum("nij,ni->nj", init.feedback[layer], e_out)
+        torch.testing.assert_close(trace.errors[layer], sent * act.derivative(trace.drives[layer - 1]))
+    torch.testing.assert_close(trace.errors[0], torch.einsum("nij,ni->nj", init.feedback[0], e_out)
+                               * act.derivative_from_output(x))
