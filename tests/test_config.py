@@ -109,7 +109,7 @@ def test_theta_init_length_must_match_terms():
     "override, message",
     [
         ("network.activation=swish", "unknown network.activation 'swish'; choose one of: softplus"),
-        ("network.feedback=dfa", "unknown network.feedback 'dfa'; choose one of: fa, bp"),
+        ("network.feedback=kwta", "unknown network.feedback 'kwta'; choose one of: fa, bp, dfa"),
         ("es.algorithm=ga", "unknown es.algorithm"),
         ("outer=sgd", "unknown outer"),
         ("dtype=float16", "unknown dtype"),

@@ -61,7 +61,7 @@ def test_fa_feedback_is_drawn_independently_of_weights():
 
 
 def test_feedback_modes_and_activation_names():
-    assert set(FEEDBACK_MODES) == {"fa", "bp"}
+    assert set(FEEDBACK_MODES) == {"fa", "bp", "dfa"}
     assert set(ACTIVATIONS) == {"softplus", "relu", "leaky_relu", "tanh", "sigmoid", "hardtanh", "heaviside"}
     with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of: softplus"):
         activation("swish")
