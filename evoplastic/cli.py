@@ -91,6 +91,8 @@ def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> int:
     print(f"final θ = [{theta}]")
     print(f"query accuracy on {cfg.final_eval_tasks} fresh tasks: {100 * summary.accuracy:.2f} % "
           f"± {100 * summary.accuracy_ci95:.2f} (95 % CI)")
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"run record: {run.path}")
     return 0
 

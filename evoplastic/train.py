@@ -32,6 +32,8 @@ class RunSummary:
     accuracy: float
     accuracy_ci95: float
     loss: float
+    warnings: tuple[str, ...] = ()
+    """What went wrong but did not stop the run (a stuck Adam loop, a diverging final rule)."""
 
 
 def build_fitness(cfg: ExperimentConfig) -> FitnessFunction:
@@ -109,4 +111,18 @@ def finish(cfg: ExperimentConfig, run: RunDir, theta: torch.Tensor, score: Score
     from evoplastic.report import plot_run
 
     plot_run(run)
-    return RunSummary(run, theta.tolist(), final["final/accuracy"], final["final/accuracy_ci95"], final["final/loss"])
+    return RunSummary(run, theta.tolist(), final["final/accuracy"], final["final/accuracy_ci95"], final["final/loss"],
+                      health_warnings(cfg, run.metrics(), final))
+
+
+def health_warnings(cfg: ExperimentConfig, records: list[dict[str, Any]], final: dict[str, float]) -> tuple[str, ...]:
+    """Plain-language warnings about a finished run: most Adam steps skipped, or a final θ that diverges."""
+    notes = []
+    skipped = max((r.get("adam/skipped", 0) for r in records), default=0)
+    if cfg.outer == "adam" and records and skipped >= max(10, len(records) // 2):
+        notes.append(f"Adam skipped {skipped} of {len(records)} steps (meta-loss or gradient not finite): θ is "
+                     "stuck where episodes diverge, a failure seen in some seeds when the first steps give θ_9 "
+                     "the wrong sign; try another seed, a smaller adam.lr, or outer=es")
+    if not math.isfinite(final["final/loss"]):
+        notes.append("the final θ diverges on the evaluation tasks (query loss not finite)")
+    return tuple(notes)

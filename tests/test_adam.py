@@ -78,3 +78,14 @@ def test_term_scaled_adam_steps_each_term_by_its_scale():
     moved = (loop.center() - start).abs()
     expected = cfg.adam.lr * torch.tensor(DEFAULT_TERM_SCALE, dtype=torch.float64) / DEFAULT_TERM_SCALE[0]
     assert torch.allclose(moved, expected, rtol=1e-3)  # Adam's first step is ±lr per coordinate
+
+
+def test_a_stuck_adam_run_is_reported(tmp_path):
+    """θ this large turns every episode into NaN: every step is skipped, and the summary says so."""
+    from evoplastic.rundir import RunDir
+    from evoplastic.train import train
+
+    cfg = tiny_config("outer=adam", "steps=12", "rule.theta_init=[1000,1000,1000]", "final_eval_tasks=3")
+    summary = train(cfg, RunDir.create(cfg, tmp_path), progress=False)
+    assert any("Adam skipped 12 of 12 steps" in w for w in summary.warnings), summary.warnings
+    assert any("final θ diverges" in w for w in summary.warnings)
