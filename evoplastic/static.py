@@ -22,7 +22,7 @@ MAX_PHASES = 4
 
 _PHASES: OrderedDict[tuple, StaticPhase] = OrderedDict()
 _FAILED: set[tuple] = set()
-"""(terms, activation) whose capture failed once: they run uncaptured without trying again."""
+"""(terms, activation, direct) whose capture failed once: they run uncaptured without trying again."""
 
 
 class CaptureError(RuntimeError):
@@ -89,12 +89,12 @@ class StaticPhase:
 
 
 def usable(key: tuple) -> bool:
-    """Whether this (terms, activation) may use fixed-buffer phases (its capture has not failed)."""
+    """Whether this (terms, activation, direct) may use fixed-buffer phases (its capture has not failed)."""
     return key not in _FAILED
 
 
 def mark_failed(key: tuple) -> None:
-    """Stop capturing for this (terms, activation) and free what its phases hold."""
+    """Stop capturing for this (terms, activation, direct) and free what its phases hold."""
     _FAILED.add(key)
     for cached in [k for k in _PHASES if k[0] == key]:
         del _PHASES[cached]
@@ -106,7 +106,7 @@ def clear() -> None:
 
 
 def phase_runner(phase: Callable, compiled: bool, key: tuple, weight_dtype: torch.dtype) -> Callable:
-    """A learn_one for fused._learn_chunks that reuses one StaticPhase per shapes (key: terms, activation)."""
+    """A learn_one for fused._learn_chunks that reuses one StaticPhase per shapes (key: terms, activation, direct)."""
 
     def learn_one(theta_full: torch.Tensor, keep: torch.Tensor, init_weights: list[torch.Tensor],
                   feedback: list[torch.Tensor] | None, x: torch.Tensor, target: torch.Tensor,
