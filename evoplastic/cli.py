@@ -35,32 +35,24 @@ def _train_root(args: argparse.Namespace, world) -> int:
         raise ValueError("give a config file (e.g. configs/quickstart.yaml) or --resume RUN_DIR")
     else:
         cfg = load_config(config, overrides)
-    if args.seeds:
-        return _train_seeds(cfg, args, world)
-    fitness, score = make_scorer(world, cfg)  # fails on missing data before anything is written
-    if not args.resume:
-        run = RunDir.create(cfg, args.runs_dir, extra={"mpi_ranks": world.size})
-    return _train_run(cfg, run, fitness, score, args)
+    for c in _seed_configs(cfg, args, world) if args.seeds else [cfg]:
+        fitness, score = make_scorer(world, c)  # fails on missing data before anything is written
+        if not args.resume:
+            run = RunDir.create(c, args.runs_dir, extra={"mpi_ranks": world.size})
+        _train_run(c, run, fitness, score, args)
+    return 0
 
 
-def _train_seeds(cfg, args: argparse.Namespace, world) -> int:
-    """One run per seed, named <name>_seed<s>, one after the other (a summary line each at the end)."""
+def _seed_configs(cfg, args: argparse.Namespace, world) -> list:
+    """One config per --seeds value, named <name>_seed<s> (the seeds differ in nothing else)."""
     from dataclasses import replace
-
-    from evoplastic.parallel import make_scorer
-    from evoplastic.rundir import RunDir
 
     if args.resume:
         raise ValueError("--seeds starts new runs; resume each run with its own --resume RUN_DIR")
     if world.size > 1:
         raise ValueError("--seeds runs one experiment after another in one process; under mpiexec start one "
                          "job per seed (seed=S name=NAME_seedS)")
-    seeds = _parse_seeds(args.seeds)
-    configs = [replace(cfg, seed=seed, name=f"{cfg.name}_seed{seed}") for seed in seeds]
-    scorers = [make_scorer(world, c) for c in configs]  # every seed's data checked before anything is written
-    for c, (fitness, score) in zip(configs, scorers):
-        _train_run(c, RunDir.create(c, args.runs_dir, extra={"mpi_ranks": world.size}), fitness, score, args)
-    return 0
+    return [replace(cfg, seed=seed, name=f"{cfg.name}_seed{seed}") for seed in _parse_seeds(args.seeds)]
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -78,7 +70,7 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> int:
+def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> None:
     """Train one run into its directory and print where it is and what it found."""
     from evoplastic.train import train
 
@@ -94,7 +86,6 @@ def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> int:
     for warning in summary.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"run record: {run.path}")
-    return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
