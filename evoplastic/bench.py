@@ -30,7 +30,7 @@ from evoplastic.config import NetworkConfig, TaskConfig
 from evoplastic.data import Dataset, load_dataset
 from evoplastic.fused import FusedOptions
 from evoplastic.inner import run_episode
-from evoplastic.network import Activation, NetworkState, init_network, make_activation
+from evoplastic.network import Activation, NetworkState, init_network, make_activation, n_weights
 from evoplastic.precision import matmul_precision, weight_dtype
 from evoplastic.rules import DEFAULT_TERM_SCALE, resolve_terms
 from evoplastic.rundir import cpu_model
@@ -265,7 +265,7 @@ def plan(args: argparse.Namespace) -> list[Case]:
 def print_header(args: argparse.Namespace, hw: dict, first: Result) -> None:
     """What was measured, on what, and how."""
     dims, feedback = tuple(args.dims), "bp" if args.rule == "bp" else "fa"
-    w_mib = sum(a * b for a, b in zip(dims[:-1], dims[1:])) * 4 / MIB
+    w_mib = n_weights(dims) * 4 / MIB
     memory = "CUDA max_memory_allocated" if args.device.startswith("cuda") else "peak RSS (VmHWM)"
     print(f"evoplastic bench inner: rule {args.rule} ({len(resolve_terms(args.rule))} terms), dims "
           f"{'-'.join(map(str, dims))}, softplus β=10, {feedback} feedback, float32")

@@ -18,7 +18,7 @@ from evoplastic.config import ExperimentConfig
 from evoplastic.fused import FusedOptions
 from evoplastic.inner import records_graph, run_episode
 from evoplastic.metrics import mean_alignment_angles, orthonormality_errors
-from evoplastic.network import NetworkState, init_network, make_activation
+from evoplastic.network import NetworkState, init_network, make_activation, n_weights
 from evoplastic.precision import matmul_precision, weight_dtype
 from evoplastic.rules import resolve_terms
 from evoplastic.seeding import make_generator
@@ -82,7 +82,7 @@ def free_memory(device: torch.device) -> int | None:
 
 def weight_bytes(dims: tuple[int, ...], dtype: torch.dtype) -> int:
     """Bytes of one network's plastic weights W."""
-    return sum(a * b for a, b in zip(dims[:-1], dims[1:])) * torch.finfo(dtype).bits // 8
+    return n_weights(dims) * torch.finfo(dtype).bits // 8
 
 
 def bytes_per_pair(dims: tuple[int, ...], dtype: torch.dtype, steps: int, autograd: bool) -> int:

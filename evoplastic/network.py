@@ -108,6 +108,11 @@ def make_activation(cfg: NetworkConfig) -> Activation:
     return ACTIVATIONS[cfg.activation](cfg)
 
 
+def n_weights(dims: tuple[int, ...]) -> int:
+    """Plastic weights of one network (the W_ℓ of every layer)."""
+    return sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+
+
 def xavier_uniform(
     dims: tuple[int, ...], n: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
 ) -> list[torch.Tensor]:

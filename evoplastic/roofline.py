@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from evoplastic.network import n_weights
+
 FLOPS_PER_WEIGHT_STEP = 13
 FLOPS_PER_WEIGHT_QUERY = 2
 PASSES = {"eager": 6.0, "compiled": 4.0, "ideal": 2.0}
@@ -40,11 +42,6 @@ class Machine:
     def ceiling(self, work: Work) -> float:
         """Member-episodes/s that neither the FLOP rate nor the bandwidth would allow to be beaten."""
         return min(self.flop_rate / work.flops, self.bandwidth / work.bytes)
-
-
-def n_weights(dims: tuple[int, ...]) -> int:
-    """Plastic weights of the network."""
-    return sum(a * b for a, b in zip(dims[:-1], dims[1:]))
 
 
 def member_episode(dims: tuple[int, ...], steps: int, n_query: int, formulation: str = "compiled",
