@@ -31,13 +31,20 @@ def matmul_precision(precision: str, device: torch.device) -> Iterator[None]:
     if precision != "tf32" or device.type != "cuda":
         yield
         return
+    with cuda_tf32(True):
+        yield
+
+
+@contextmanager
+def cuda_tf32(enabled: bool) -> Iterator[None]:
+    """CUDA float32 matmuls in TF32 (or strictly float32) within the block; the setting is restored after."""
     matmul = torch.backends.cuda.matmul
-    new_api = hasattr(matmul, "fp32_precision")
+    new_api = hasattr(matmul, "fp32_precision")  # torch ≥ 2.9; allow_tf32 before
     before = matmul.fp32_precision if new_api else matmul.allow_tf32
     if new_api:
-        matmul.fp32_precision = "tf32"
+        matmul.fp32_precision = "tf32" if enabled else "ieee"
     else:
-        matmul.allow_tf32 = True
+        matmul.allow_tf32 = enabled
     try:
         yield
     finally:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from evoplastic.network import n_weights
+from evoplastic.precision import cuda_tf32
 
 FLOPS_PER_WEIGHT_STEP = 13
 FLOPS_PER_WEIGHT_QUERY = 2
@@ -84,13 +85,6 @@ def measure_machine(device: torch.device, repeats: int = 5) -> Machine:
     bandwidth = _stream_bandwidth(device, 2**27 if cuda else 2**26, sync, repeats)  # 512 MiB GPU, 256 MiB CPU
     size = 8192 if cuda else 1024
     a, b = torch.rand(size, size, device=device), torch.rand(size, size, device=device)
-    matmul = torch.backends.cuda.matmul
-    before = matmul.fp32_precision if hasattr(matmul, "fp32_precision") else None
-    if before is not None:
-        matmul.fp32_precision = "ieee"
-    try:
+    with cuda_tf32(False):
         seconds = _best_seconds(lambda: a @ b, sync, repeats)
-    finally:
-        if before is not None:
-            matmul.fp32_precision = before
     return Machine(bandwidth, 2 * size**3 / seconds, str(device))
