@@ -31,7 +31,7 @@ from evoplastic.data import Dataset, load_dataset
 from evoplastic.fused import FusedOptions
 from evoplastic.inner import run_episode
 from evoplastic.network import Activation, NetworkState, init_network, make_activation, n_weights
-from evoplastic.precision import matmul_precision, weight_dtype
+from evoplastic.precision import matmul_precision
 from evoplastic.rules import DEFAULT_TERM_SCALE, resolve_terms
 from evoplastic.rundir import cpu_model
 from evoplastic.seeding import make_generator
@@ -135,8 +135,7 @@ def episode(case: Case, theta: torch.Tensor, tasks: TaskBatch, init: NetworkStat
     """One no-grad (eager or compiled) or autograd (forward + backward) episode; mean query loss and accuracy."""
     terms = resolve_terms(case.rule)
     if case.mode in ("nograd", "compiled"):
-        options = case.mode == "compiled" and FusedOptions(cuda_graph=case.cuda_graph,
-                                                           weight_dtype=weight_dtype(case.precision))
+        options = case.mode == "compiled" and FusedOptions.for_precision(case.precision, case.cuda_graph)
         with torch.no_grad(), matmul_precision(case.precision, theta.device):
             result = run_episode(theta, terms, tasks, init, activation, compiled=options)
     else:

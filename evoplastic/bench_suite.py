@@ -28,10 +28,12 @@ from evoplastic.config import NetworkConfig, TaskConfig
 from evoplastic.fused import COMPILED_CHUNK, FusedOptions
 from evoplastic.inner import run_episode
 from evoplastic.network import make_activation
-from evoplastic.precision import matmul_precision, weight_dtype
+from evoplastic.precision import PRECISIONS, matmul_precision, weight_dtype
 from evoplastic.roofline import Machine, measure_machine, member_episode
 from evoplastic.rules import resolve_terms
 
+REDUCED = tuple(p for p in PRECISIONS if p != "float32")
+"""Precisions the suite times and checks against float32."""
 CPU_MEMBERS, CUDA_MEMBERS = (8, 32), (256, 2048)
 """Batch sizes N of the eager and compiled rows; the reduced precisions run at the largest."""
 
@@ -68,7 +70,7 @@ def roofline_percent(result: Result, machine: Machine, n_query: int) -> float:
     c = result.case
     formulation = "compiled" if c.mode == "compiled" else "eager"
     shared = min(c.members, COMPILED_CHUNK) if c.mode == "compiled" and c.device == "cpu" else c.members
-    wbytes = 2 if c.precision in ("bfloat16", "float16") else 4
+    wbytes = torch.finfo(weight_dtype(c.precision) or torch.float32).bits // 8
     work = member_episode(c.dims, c.k_shot * bench.N_WAY, n_query, formulation, wbytes, shared)
     return 100 * result.rate_best / machine.ceiling(work)
 
@@ -85,7 +87,7 @@ def check_precisions(spec: dict) -> list[dict]:
     activation = make_activation(NetworkConfig(dims=case.dims))
     scores = {}
     for precision in ["float32", *spec["precisions"]]:
-        options = FusedOptions(cuda_graph=device.type == "cuda", weight_dtype=weight_dtype(precision))
+        options = FusedOptions.for_precision(precision, cuda_graph=device.type == "cuda")
         with torch.no_grad(), matmul_precision(precision, device):
             result = run_episode(theta, terms, tasks, init, activation, compiled=options)
         scores[precision] = (result.accuracy.double().cpu(), result.loss.double().cpu())
@@ -226,8 +228,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     default = "tf32,bfloat16,float16" if args.device.startswith("cuda") else "bfloat16,float16"
     args.precisions = [v for v in (args.precisions or default).replace(",", " ").split()]
     for name in args.precisions:
-        if name not in ("tf32", "bfloat16", "float16"):
-            p.error(f"unknown precision {name!r}; choose from tf32, bfloat16, float16")
+        if name not in REDUCED:
+            p.error(f"unknown precision {name!r}; choose from {', '.join(REDUCED)}")
     try:
         resolve_terms(args.rule)
     except ValueError as err:

@@ -19,7 +19,7 @@ from evoplastic.fused import FusedOptions
 from evoplastic.inner import records_graph, run_episode
 from evoplastic.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.network import NetworkState, init_network, make_activation, n_weights
-from evoplastic.precision import matmul_precision, weight_dtype
+from evoplastic.precision import matmul_precision
 from evoplastic.rules import resolve_terms
 from evoplastic.seeding import make_generator
 from evoplastic.tasks import TaskBatch, TaskSampler
@@ -133,8 +133,8 @@ class FitnessFunction:
         self.activation = make_activation(cfg.network)
         self.device = device or resolve_device(cfg.device)
         self.dtype = getattr(torch, cfg.dtype)
-        self.fused = cfg.es.compile and FusedOptions(cuda_graph=cfg.es.cuda_graph and self.device.type == "cuda",
-                                                     weight_dtype=weight_dtype(cfg.es.precision))
+        self.fused = cfg.es.compile and FusedOptions.for_precision(
+            cfg.es.precision, cuda_graph=cfg.es.cuda_graph and self.device.type == "cuda")
         """False for the plain loop, else how the compiled loop runs (run_episode's compiled)."""
 
     def draw(self, step: int | str, purpose: str, n_tasks: int) -> tuple[TaskBatch, NetworkState]:

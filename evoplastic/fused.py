@@ -29,6 +29,7 @@ import torch
 from evoplastic import static
 from evoplastic.batched import vecmat
 from evoplastic.network import Activation, NetworkState
+from evoplastic.precision import weight_dtype
 from evoplastic.rules import low_rank_update, needs_backprojection, update_rank
 
 COMPILED_CHUNK = 8
@@ -128,6 +129,11 @@ class FusedOptions:
     halve the bytes moved per step while the arithmetic stays in θ's dtype."""
     chunk: int | None = None
     """Pairs of one task per call: None for default_chunk(device), 0 for all of them."""
+
+    @classmethod
+    def for_precision(cls, precision: str, cuda_graph: bool = False) -> FusedOptions:
+        """Options for an es.precision name (its weight storage; TF32 is matmul_precision's part)."""
+        return cls(cuda_graph=cuda_graph, weight_dtype=weight_dtype(precision))
 
 
 def fold(weights: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tensor],
