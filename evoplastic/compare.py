@@ -8,7 +8,6 @@ tasks (evaluate.py's functions, one seed: identical tasks and initial weights fo
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import statistics
@@ -21,13 +20,11 @@ from typing import Any
 import numpy as np
 
 from evoplastic import evaluate
-from evoplastic.config import ExperimentConfig, config_to_dict
+from evoplastic.config import ExperimentConfig
 from evoplastic.evaluate import Rule, RuleEvaluation
 from evoplastic.report import moving_average
 from evoplastic.rules import N_TERMS, TERM_FORMULAS
 
-SEED_ONLY_KEYS = frozenset({"name", "seed", "device", "es.compile", "es.cuda_graph", "es.member_chunk"})
-"""Config keys that do not define the experiment: runs that differ only in these are seeds of one setting."""
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
 """Metric key and axis label of each x axis of the learning curves."""
 
@@ -235,23 +232,17 @@ def evaluation_table(results: list[RuleEvaluation]) -> str:
                    "loss"], rows)
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        out.update(_flatten(value, name + ".") if isinstance(value, dict) else {name: value})
-    return out
-
-
-def setting(cfg: ExperimentConfig) -> str:
-    """The experiment a config describes, without seed, name and speed-only options (a grouping key)."""
-    flat = _flatten(config_to_dict(cfg))
-    return json.dumps({k: v for k, v in flat.items() if k not in SEED_ONLY_KEYS}, sort_keys=True, default=str)
+def setting(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The experiment a config describes, with what does not define it reset: name, seed and the
+    speed-only device, es.compile, es.cuda_graph and es.member_chunk. Runs with equal settings
+    are seeds of one experiment; configs are frozen dataclasses, so a setting is a dict key."""
+    es = replace(cfg.es, compile=False, cuda_graph=False, member_chunk=0)
+    return replace(cfg, name="", seed=0, device="cpu", es=es)
 
 
 def seed_groups(runs: list[RunRecord]) -> list[list[RunRecord]]:
     """Runs grouped by setting, in first-seen order; only groups of two or more seeds."""
-    groups: dict[str, list[RunRecord]] = {}
+    groups: dict[ExperimentConfig, list[RunRecord]] = {}
     for run in runs:
         groups.setdefault(setting(run.config), []).append(run)
     return [group for group in groups.values() if len(group) > 1]
