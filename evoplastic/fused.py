@@ -196,13 +196,16 @@ def default_chunk(device: torch.device) -> int:
     return COMPILED_CHUNK if device.type == "cpu" else 0
 
 
-def learn_chunk(step: Callable, theta_full: torch.Tensor, keep: torch.Tensor, init_weights: list[torch.Tensor],
+def learn_chunk(phase: Callable, theta_full: torch.Tensor, keep: torch.Tensor, init_weights: list[torch.Tensor],
                 feedback: list[torch.Tensor] | None, x: torch.Tensor, target: torch.Tensor, slope: torch.Tensor,
-                rank: int, weight_dtype: torch.dtype) -> list[torch.Tensor]:
-    """Adapted weights (c, o, i) of c pairs on one task, from that task's W (o, i) and B (1, o, i)."""
+                weight_dtype: torch.dtype) -> list[torch.Tensor]:
+    """Adapted weights (c, o, i) of c pairs on one task, from that task's W (o, i) and B (1, o, i).
+
+    phase is online_phase with its step and rank bound.
+    """
     c = theta_full.shape[0]
     weights = [w.to(weight_dtype).expand(c, -1, -1).clone() for w in init_weights]
-    online_phase(weights, feedback, theta_full, keep, x, target, slope, step=step, rank=rank)
+    phase(weights, feedback, theta_full, keep, x, target, slope)
     return weights
 
 
@@ -232,6 +235,17 @@ def _warn_unavailable(what: str, terms: tuple[int, ...], activation: Activation,
                   RuntimeWarning, stacklevel=4)
 
 
+def _learn_captured(phase: Callable, options: FusedOptions, key: tuple, weight_dtype: torch.dtype,
+                    activation: Activation, args: tuple) -> list[torch.Tensor] | None:
+    """_learn_chunks through cached fixed-buffer phases (CUDA graphs); None, with one warning, if capture fails."""
+    try:
+        return _learn_chunks(static.phase_runner(phase, options.compile, key, weight_dtype), *args)
+    except static.CaptureError as err:
+        static.mark_failed(key)
+        _warn_unavailable("CUDA graph capture", key[0], activation, err.__cause__ or err, "the uncaptured loop")
+        return None
+
+
 def learn(
     theta_full: torch.Tensor,
     terms: tuple[int, ...],
@@ -259,17 +273,13 @@ def learn(
     try:
         with torch.no_grad(), torch._dynamo.config.patch(**_recompile_limit()):
             step = step_function(terms, activation, options.compile, init.direct)
+            phase = functools.partial(online_phase, step=step, rank=update_rank(terms))
             args = (theta_full, keep, train_x, targets, input_slopes, init, chunk)
             if options.cuda_graph and static.usable(key):
-                phase = functools.partial(online_phase, step=step, rank=update_rank(terms))
-                try:
-                    return _learn_chunks(static.phase_runner(phase, options.compile, key, weight_dtype), *args)
-                except static.CaptureError as err:
-                    static.mark_failed(key)
-                    _warn_unavailable("CUDA graph capture", terms, activation, err.__cause__ or err,
-                                      "the uncaptured loop")
-            plain = functools.partial(learn_chunk, step, rank=update_rank(terms), weight_dtype=weight_dtype)
-            return _learn_chunks(plain, *args)
+                captured = _learn_captured(phase, options, key, weight_dtype, activation, args)
+                if captured is not None:
+                    return captured
+            return _learn_chunks(functools.partial(learn_chunk, phase, weight_dtype=weight_dtype), *args)
     except Exception as err:  # noqa: BLE001 — whatever the compiler raises, the plain loop does the work
         if not options.compile:
             raise
