@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from evoplastic.config import ExperimentConfig
-from evoplastic.fused import FusedOptions
+from evoplastic.fused import FusedOptions, compile_fallbacks
 from evoplastic.inner import records_graph, run_episode
 from evoplastic.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.network import NetworkState, init_network, make_activation, n_weights
@@ -172,6 +172,10 @@ class FitnessFunction:
             in_cache = members_in_cache(weight_bytes(self.cfg.network.dims, self.dtype), n_tasks)
             chunk = min(chunk, in_cache) if chunk else in_cache
         return chunk
+
+    def run_notes(self) -> dict[str, list[str]]:
+        """What the run record should keep about how this process computed: compiled steps it refused."""
+        return {"compiled_fallbacks": compile_fallbacks()} if self.fused else {}
 
     def diagnostics(self, theta: torch.Tensor, step: int | str, n_tasks: int = 4) -> dict[str, list[float]]:
         """Alignment angles and orthonormality errors per hidden layer after learning with θ (R,).

@@ -4,8 +4,11 @@ Same episode as the plain loop of ``evoplastic.inner`` (tests/test_fused.py chec
 for speed (docs/performance.md):
 
 - the update of step t-1 stays pending as (keep, L, R), W_t = keep·W_{t-1} - Lᵀ R, and is folded
-  into step t's products, W_t v = keep·(W_{t-1} v) - Lᵀ(R v): the products read W_{t-1}, then
-  W_t is written over it once, decay T3 included (no fresh buffer, no separate decay pass);
+  into step t's products, W_t v = keep·(W_{t-1} v) - Lᵀ(R v): the products read W_{t-1} from one
+  buffer and W_t is written once into a second, decay T3 included; the two buffers swap roles
+  every step. No compiled call reads and writes the same tensor: Inductor's CPU backend before
+  torch 2.12 reordered such a write before its reads (issue 12), and ``self_check`` guards
+  against the next compiler bug of that kind;
 - the pairs of one task share its fixed feedback B, so the error pass is one (c, o) @ (o, i)
   product per layer instead of c matrix-vector products;
 - torch.compile fuses each layer's products, nonlinearities and factor arithmetic into a few
@@ -43,6 +46,14 @@ _COMPILED: dict[tuple, Callable] = {}
 """Compiled step per (terms, activation, direct); torch.compile specialises it on the input shapes."""
 _FAILED: set[tuple] = set()
 """Keys whose compilation failed once: they use the plain loop without trying again."""
+_CHECKED: set[tuple] = set()
+"""(terms, activation, direct, dtypes, device) whose compiled step passed self_check."""
+_FALLBACKS: list[str] = []
+"""What self_check rejected in this process, for the run record (meta.json)."""
+
+SELF_CHECK_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
+"""Largest accepted |compiled - eager| / max|eager| per weight storage dtype; a step that reads
+W_t instead of W_{t-1} is off by the size of the pending update, O(1) relative."""
 
 
 def pending_times(w: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
@@ -67,6 +78,7 @@ def pending_weights(w: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, rig
 
 def fused_step(
     weights: list[torch.Tensor],
+    out: list[torch.Tensor],
     feedback: list[torch.Tensor] | None,
     left: list[torch.Tensor],
     right: list[torch.Tensor],
@@ -79,11 +91,11 @@ def fused_step(
     activation: Activation,
     direct: bool = False,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """One online step of c pairs on one task; weights hold W_{t-1} and become W_t in place.
+    """One online step of c pairs on one task: reads W_{t-1} from weights, writes W_t into out.
 
-    weights[ℓ] (c, o, i); feedback[ℓ] (1, o, i) shared, or None for bp (B = W_t), or with
-    direct (dfa) D_ℓ (1, n_L, i) fed by the output error; left[ℓ]
-    (c, k, o), right[ℓ] (c, k, i) and keep (c,) the pending update of the previous step;
+    weights[ℓ], out[ℓ] (c, o, i), distinct buffers (weights is only read); feedback[ℓ] (1, o, i)
+    shared, or None for bp (B = W_t), or with direct (dfa) D_ℓ (1, n_L, i) fed by the output
+    error; left[ℓ] (c, k, o), right[ℓ] (c, k, i) and keep (c,) the pending update of the previous step;
     theta_full (c, 10); x, slope (1, D) and target (1, n_out) this step's sample.
     Returns this step's factors (left, right), pending for the next step.
     """
@@ -110,8 +122,8 @@ def fused_step(
                                   column_dim=1)
         new_left.append(u)
         new_right.append(v)
-    for layer, w in enumerate(weights):  # after every read of W_{t-1}
-        w.copy_(pending_weights(w, keep, left[layer], right[layer]))
+    for layer, w in enumerate(weights):
+        out[layer].copy_(pending_weights(w, keep, left[layer], right[layer]))
     return new_left, new_right
 
 
@@ -155,18 +167,24 @@ def online_phase(weights: list[torch.Tensor], feedback: list[torch.Tensor] | Non
                  step: Callable, rank: int) -> None:
     """All S online steps of c pairs of one task, in place on weights (c, o, i); x, slope (S, D).
 
-    Allocates nothing outside the step's own temporaries, so that it can be captured as a CUDA
-    graph: on its fixed input buffers it replays the same kernels on the same addresses.
+    Steps alternate between weights and one scratch copy (a step never writes what it reads);
+    the result is copied back when S is odd. Its allocations happen in the same order on every
+    call, so that it can be captured as a CUDA graph and replayed on the same addresses.
     """
     c = theta_full.shape[0]
     left = [w.new_zeros(c, rank, w.shape[1], dtype=theta_full.dtype) for w in weights]
     right = [w.new_zeros(c, rank, w.shape[2], dtype=theta_full.dtype) for w in weights]
     no_decay = torch.ones_like(keep)
+    current, spare = weights, [torch.empty_like(w) for w in weights] if x.shape[0] else []
     for s in range(x.shape[0]):
-        left, right = step(weights, feedback, left, right, keep if s else no_decay, theta_full,
+        left, right = step(current, spare, feedback, left, right, keep if s else no_decay, theta_full,
                            x[s: s + 1], target[s: s + 1], slope[s: s + 1])
+        current, spare = spare, current
     if x.shape[0]:
-        fold(weights, keep, left, right)
+        fold(current, keep, left, right)
+    if current is not weights:
+        for w, result in zip(weights, current):
+            w.copy_(result)
 
 
 def step_function(terms: tuple[int, ...], activation: Activation, compile: bool, direct: bool = False) -> Callable:
@@ -182,6 +200,77 @@ def step_function(terms: tuple[int, ...], activation: Activation, compile: bool,
 
         _COMPILED[key] = torch.compile(step, fullgraph=True, dynamic=False)
     return _COMPILED[key]
+
+
+class SelfCheckError(RuntimeError):
+    """The compiled step disagrees with the eager step on the same inputs (a compiler bug)."""
+
+
+def self_check_inputs(theta_full: torch.Tensor, init_weights: list[torch.Tensor], rank: int, weight_dtype: torch.dtype,
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """Weights (c, o, i) and a non-zero pending update (left, right, keep = 0.9) for c = len(theta_full).
+
+    The factors are sized so that Lᵀ R is as large as W: reading the wrong W is then an O(1) error.
+    """
+    g = torch.Generator().manual_seed(12)
+    c, dtype, device = theta_full.shape[0], theta_full.dtype, theta_full.device
+    randn = lambda *shape: torch.randn(*shape, generator=g, dtype=dtype).to(device)
+    weights = [(w.to(dtype) + w.to(dtype).std() * randn(c, *w.shape)).to(weight_dtype) for w in init_weights]
+    scales = [float(w.float().std()) ** 0.5 / max(rank, 1) ** 0.25 for w in weights]
+    left = [a * randn(c, rank, w.shape[1]) for a, w in zip(scales, weights)]
+    right = [a * randn(c, rank, w.shape[2]) for a, w in zip(scales, weights)]
+    return weights, left, right, torch.full((c,), 0.9, dtype=dtype, device=device)
+
+
+SELF_CHECK_STEPS = 3
+"""Consecutive steps self_check compares: later steps take the compiled factors of earlier ones as
+inputs, as online_phase does (torch 2.11's miscompiled variant showed only from such a step on)."""
+
+
+def self_check(compiled: Callable, eager: Callable, theta_full: torch.Tensor, init_weights: list[torch.Tensor],
+               feedback: list[torch.Tensor] | None, x: torch.Tensor, target: torch.Tensor, slope: torch.Tensor,
+               rank: int, weight_dtype: torch.dtype) -> float:
+    """Largest relative difference of SELF_CHECK_STEPS compiled and eager steps from a non-zero pending update.
+
+    Raises SelfCheckError when it exceeds SELF_CHECK_TOLERANCE for weight_dtype. x, target,
+    slope (1, ·) one sample, presented at every step; the compiled step is compiled here for
+    these shapes, once.
+    """
+    weights, left, right, keep = self_check_inputs(theta_full, init_weights, rank, weight_dtype)
+    results = []
+    for step in (compiled, eager):
+        current, spare = [w.clone() for w in weights], [torch.zeros_like(w) for w in weights]
+        factors = ([u.clone() for u in left], [v.clone() for v in right])
+        for _ in range(SELF_CHECK_STEPS):
+            factors = step(current, spare, feedback, *factors, keep, theta_full, x, target, slope)
+            current, spare = spare, current
+        results.append([*current, *factors[0], *factors[1]])
+    error = max(float((a.double() - b.double()).abs().max() / b.double().abs().max().clamp_min(1e-30))
+                for a, b in zip(*results))
+    if not error <= SELF_CHECK_TOLERANCE.get(weight_dtype, 1e-4):  # NaN fails too
+        raise SelfCheckError(f"compiled step differs from the eager step by {error:.3g} (relative) with a pending "
+                             f"update, torch {torch.__version__}")
+    return error
+
+
+def _self_check_first_use(key: tuple, step: Callable, theta_full: torch.Tensor, init: NetworkState,
+                          train_x: torch.Tensor, targets: torch.Tensor, input_slopes: torch.Tensor, chunk: int,
+                          weight_dtype: torch.dtype) -> None:
+    """self_check the compiled step once per key and storage dtype, on the shapes of the first chunk."""
+    check_key = (*key, theta_full.dtype, weight_dtype, theta_full.device.type)
+    if check_key in _CHECKED or train_x.shape[1] == 0:
+        return
+    terms, activation, direct = key
+    eager = functools.partial(fused_step, terms=terms, activation=activation, direct=direct)
+    feedback = None if init.feedback is None else [b[:1] for b in init.feedback]
+    self_check(step, eager, theta_full[:chunk], [w[0] for w in init.weights], feedback, train_x[0, :1],
+               targets[0, :1], input_slopes[0, :1], update_rank(terms), weight_dtype)
+    _CHECKED.add(check_key)
+
+
+def compile_fallbacks() -> list[str]:
+    """Messages of the compiled steps this process refused (failed to compile or failed self_check)."""
+    return list(_FALLBACKS)
 
 
 def _recompile_limit() -> dict:
@@ -231,8 +320,9 @@ def _warn_unavailable(what: str, terms: tuple[int, ...], activation: Activation,
                       fallback: str) -> None:
     """One RuntimeWarning naming what failed, why, and what runs instead."""
     reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-    warnings.warn(f"{what} unavailable for terms {list(terms)} with {activation.name} ({reason}); using {fallback}",
-                  RuntimeWarning, stacklevel=4)
+    message = f"{what} unavailable for terms {list(terms)} with {activation.name} ({reason}); using {fallback}"
+    _FALLBACKS.append(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def _learn_captured(phase: Callable, options: FusedOptions, key: tuple, weight_dtype: torch.dtype,
@@ -260,7 +350,9 @@ def learn(
 
     theta_full (N, 10): pair n learns task n mod T; train_x, input_slopes (T, S, D), targets
     (T, S, n_out). Runs under no_grad (no graph is wanted here). The weights come back in θ's
-    dtype whatever options.weight_dtype. A failed CUDA-graph capture warns once and runs uncaptured.
+    dtype whatever options.weight_dtype. A failed CUDA-graph capture warns once and runs uncaptured;
+    a compiled step that fails to compile or fails self_check at its first use warns once and
+    returns None from then on.
     """
     copies = theta_full.shape[0] // train_x.shape[0]
     chunk = default_chunk(theta_full.device) if options.chunk is None else options.chunk
@@ -273,6 +365,9 @@ def learn(
     try:
         with torch.no_grad(), torch._dynamo.config.patch(**_recompile_limit()):
             step = step_function(terms, activation, options.compile, init.direct)
+            if options.compile:
+                _self_check_first_use(key, step, theta_full, init, train_x, targets, input_slopes, chunk,
+                                      weight_dtype)
             phase = functools.partial(online_phase, step=step, rank=update_rank(terms))
             args = (theta_full, keep, train_x, targets, input_slopes, init, chunk)
             if options.cuda_graph and static.usable(key):

@@ -127,5 +127,10 @@ class RunDir:
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         _atomic_write_bytes(self.path / name, lambda p: p.write_text(json.dumps(data, indent=2)))
 
+    def update_json(self, name: str, data: dict[str, Any]) -> None:
+        """Merge data into the JSON object stored in name (created if missing)."""
+        current = self.read_json(name) if (self.path / name).is_file() else {}
+        self.write_json(name, {**current, **data})
+
     def read_json(self, name: str) -> dict[str, Any]:
         return json.loads((self.path / name).read_text())

@@ -91,6 +91,7 @@ def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, fitness: Fit
         run.save_checkpoint({"step": step + 1, "elapsed": elapsed, "outer": outer.state_dict(),
                              "config": config_to_dict(cfg)})
         bar.set_postfix(loss=f"{record['train/loss']:.3f}", acc=f"{record['train/accuracy']:.3f}")
+    run.update_json("meta.json", fitness.run_notes())
     return finish(cfg, run, outer.center(), score)
 
 

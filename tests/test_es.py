@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -133,8 +134,26 @@ def test_es_improves_the_rule_on_digits():
 def test_compiled_fitness_matches_the_plain_loop():
     theta = torch.tensor([[0.01, -0.02, 0.003], [0.02, -0.01, -0.004]], dtype=torch.float64)
     plain = build_fitness(tiny_config())(theta, 3)
-    compiled = build_fitness(tiny_config("es.compile=true"))(theta, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a compiler failure must not pass as eager vs eager
+        compiled = build_fitness(tiny_config("es.compile=true"))(theta, 3)
     assert torch.allclose(plain.loss, compiled.loss, rtol=1e-8)
+
+
+def test_a_refused_compiled_step_is_recorded_in_meta_json(monkeypatch, tmp_path):
+    from evoplastic import fused
+
+    def fail(*args, **kwargs):
+        raise fused.SelfCheckError("compiled step differs from the eager step by 0.5 (relative)")
+
+    for name, value in (("self_check", fail), ("_FAILED", set()), ("_CHECKED", set()), ("_FALLBACKS", [])):
+        monkeypatch.setattr(fused, name, value)
+    cfg = tiny_config("es.compile=true", "steps=1")
+    run = RunDir.create(cfg, tmp_path)
+    with pytest.warns(RuntimeWarning, match="SelfCheckError"):
+        train(cfg, run, progress=False)
+    notes = json.loads((run.path / "meta.json").read_text())["compiled_fallbacks"]
+    assert len(notes) == 1 and "differs from the eager step" in notes[0]
 
 
 @pytest.mark.parametrize("outer", ["es", "adam"])

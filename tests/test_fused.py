@@ -172,3 +172,70 @@ def test_update_rank_is_the_number_of_factor_columns(terms):
                                      r(n, n_pre), r(n, n_post), r(n, n_post), column_dim=1)
     assert left.shape == (n, update_rank(terms), n_post) and right.shape == (n, update_rank(terms), n_pre)
     assert needs_backprojection(terms) == bool({6, 7, 9} & set(terms))
+
+
+def pending_update_inputs(terms, feedback="fa"):
+    """Tiny float64 inputs of one step with a non-zero pending update (keep < 1, random factors)."""
+    cfg = net_config(feedback=feedback)
+    act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
+    theta_full = expand_theta(pool_theta(3)[:, list(terms)], terms)
+    targets = torch.nn.functional.one_hot(tasks.train_y, init.weights[-1].shape[1]).to(theta_full.dtype)
+    feedback = None if init.feedback is None else [b[:1] for b in init.feedback]
+    sample = (tasks.train_x[0, :1], targets[0, :1], act.derivative_from_output(tasks.train_x[0, :1]))
+    return act, theta_full, [w[0] for w in init.weights], feedback, sample, init.direct
+
+
+@pytest.mark.parametrize("feedback", ["fa", "bp"])
+def test_compiled_fused_step_reads_the_previous_weights(feedback):
+    # torch < 2.12's Inductor wrote W_t before the products read W_{t-1} (issue 12): exact at step 0 only
+    terms = POOL
+    act, theta_full, init_weights, fb, (x, target, slope), direct = pending_update_inputs(terms, feedback)
+    weights, left, right, keep = fused.self_check_inputs(theta_full, init_weights, update_rank(terms), torch.float64)
+    results = []
+    for step in (fused.step_function(terms, act, compile=True, direct=direct),
+                 fused.step_function(terms, act, compile=False, direct=direct)):
+        out = [torch.zeros_like(w) for w in weights]
+        with torch.no_grad():
+            factors = step([w.clone() for w in weights], out, fb, left, right, keep, theta_full, x, target, slope)
+        results.append((out, factors))
+    (got, (got_l, got_r)), (want, (want_l, want_r)) = results
+    assert_same_weights(got + got_l + got_r, want + want_l + want_r)
+    pending = [fused.pending_weights(w, keep, u, v) for w, u, v in zip(weights, left, right)]
+    assert_same_weights(want, pending)  # the pending update is what was written, and it is not small
+    assert max(float((p - w).abs().max() / w.abs().max()) for p, w in zip(pending, weights)) > 0.1
+
+
+def test_self_check_rejects_a_step_that_reads_the_new_weights():
+    terms = BIO
+    act, theta_full, init_weights, fb, (x, target, slope), direct = pending_update_inputs(terms)
+    eager = fused.step_function(terms, act, compile=False)
+
+    def misordered(weights, out, *args):  # the torch 2.11 miscompilation: W_t written before it is read
+        for w, u, v in zip(weights, args[1], args[2]):
+            w.copy_(fused.pending_weights(w, args[3], u, v))
+        return eager(weights, out, *args)
+
+    fused.self_check(eager, eager, theta_full, init_weights, fb, x, target, slope, update_rank(terms), torch.float64)
+    with pytest.raises(fused.SelfCheckError, match="differs from the eager step"):
+        fused.self_check(misordered, eager, theta_full, init_weights, fb, x, target, slope, update_rank(terms),
+                         torch.float64)
+
+
+def test_learn_falls_back_when_the_self_check_fails(monkeypatch):
+    cfg = net_config()
+    act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
+    theta = pool_theta(4)[:, list(BIO)]
+
+    def fail(*args, **kwargs):
+        raise fused.SelfCheckError("compiled step differs from the eager step by 0.5 (relative)")
+
+    monkeypatch.setattr(fused, "self_check", fail)
+    monkeypatch.setattr(fused, "_FAILED", set())
+    monkeypatch.setattr(fused, "_CHECKED", set())
+    monkeypatch.setattr(fused, "_FALLBACKS", [])
+    with torch.no_grad():
+        plain = run_episode(theta, BIO, tasks, init, act)
+        with pytest.warns(RuntimeWarning, match="SelfCheckError.*eager loop"):
+            fast = run_episode(theta, BIO, tasks, init, act, compiled=True)
+    torch.testing.assert_close(fast.loss, plain.loss, rtol=0, atol=0)
+    assert len(fused.compile_fallbacks()) == 1 and "differs" in fused.compile_fallbacks()[0]
