@@ -1,12 +1,9 @@
-"""evoplastic: meta-learn synaptic plasticity rules with evolution strategies or Adam."""
+"""evoplastic: meta-learn synaptic plasticity rules with evolution strategies or Adam.
+
+Version only: the CLI must start without importing torch. The layout follows the data flow:
+``config`` → ``families/<family>`` (tasks, network, rules, batched inner loop, problem) →
+``core`` (the problem protocol, fitness reduction) → ``outer`` (ES, Adam) → ``run`` (training
+loop, run record, MPI) → ``analysis`` (evaluate, compare, plots); ``bench`` measures speed.
+"""
 
 __version__ = "0.1.0"
-
-from evoplastic.config import ExperimentConfig, load_config  # noqa: E402
-from evoplastic.inner import EpisodeResult, run_episode  # noqa: E402
-from evoplastic.rules import NAMED_RULES, TERM_FORMULAS, resolve_terms  # noqa: E402
-
-__all__ = [
-    "EpisodeResult", "ExperimentConfig", "NAMED_RULES", "TERM_FORMULAS", "load_config", "resolve_terms",
-    "run_episode",
-]

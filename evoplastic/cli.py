@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> int:
-    from evoplastic import parallel
+    from evoplastic.run import parallel
 
     world = parallel.init_world()  # size 1, no mpi4py import, unless started by mpirun/mpiexec/srun
     if not world.is_root:
@@ -20,8 +20,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_root(args: argparse.Namespace, world) -> int:
     from evoplastic.config import load_config, override_config
-    from evoplastic.parallel import make_scorer
-    from evoplastic.rundir import RunDir
+    from evoplastic.run.parallel import make_scorer
+    from evoplastic.run.rundir import RunDir
 
     words = list(args.config_and_overrides)
     config = words.pop(0) if words and "=" not in words[0] else None
@@ -72,7 +72,7 @@ def _parse_seeds(text: str) -> list[int]:
 
 def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> None:
     """Train one run into its directory and print where it is and what it found."""
-    from evoplastic.train import train
+    from evoplastic.run.train import train
 
     print(f"run directory: {run.path}", file=sys.stderr)
     summary = train(cfg, run, resume=bool(args.resume), fitness=fitness, score=score,
@@ -89,17 +89,18 @@ def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> None:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from evoplastic.report import plot_run
-    from evoplastic.rundir import RunDir
+    from evoplastic.analysis.report import plot_run
+    from evoplastic.run.rundir import RunDir
 
     for path in plot_run(RunDir.open(args.run_dir)):
         print(path)
     return 0
 
 
-PASS_THROUGH = {"evaluate": "evoplastic.evaluate", "compare": "evoplastic.compare", "bench": "evoplastic.bench_suite"}
+PASS_THROUGH = {"evaluate": "evoplastic.analysis.evaluate", "compare": "evoplastic.analysis.compare",
+                "bench": "evoplastic.bench.suite"}
 """Subcommands that parse their own arguments: the module's main(argv) gets the rest."""
-BENCHES = {"inner": "evoplastic.bench", "mpi": "evoplastic.bench_mpi"}
+BENCHES = {"inner": "evoplastic.bench.inner", "mpi": "evoplastic.bench.mpi"}
 """``bench inner`` and ``bench mpi``; plain ``bench`` (or ``bench all``) runs the whole suite."""
 
 

@@ -273,8 +273,8 @@ def _choice(value: str, allowed: typing.Iterable[str], key: str) -> None:
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check values that the types alone cannot; return the config unchanged."""
-    from evoplastic.network import ACTIVATIONS, FEEDBACK_MODES
-    from evoplastic.rules import resolve_terms
+    from evoplastic.families.paper.network import ACTIVATIONS, FEEDBACK_MODES
+    from evoplastic.families.paper.rules import resolve_terms
 
     net, task = cfg.network, cfg.task
     if len(net.dims) < 2 or any(d < 1 for d in net.dims):

@@ -7,9 +7,9 @@ import torch
 from conftest import tiny_config
 
 from evoplastic.config import ConfigError
-from evoplastic.fitness import Evaluation
+from evoplastic.core.fitness import Evaluation
 from evoplastic.outer.adam import AdamLoop, NotDifferentiableError
-from evoplastic.train import build_fitness
+from evoplastic.run.train import build_fitness
 
 
 @pytest.mark.parametrize("rule", ["bio", "pool"])
@@ -68,7 +68,7 @@ def test_adam_refuses_activations_that_are_not_twice_differentiable(activation):
 
 
 def test_term_scaled_adam_steps_each_term_by_its_scale():
-    from evoplastic.rules import DEFAULT_TERM_SCALE
+    from evoplastic.families.paper.rules import DEFAULT_TERM_SCALE
 
     cfg = tiny_config("outer=adam", "rule.terms=pool", "adam.term_scaled=true", "task.k_shot=3")
     score = build_fitness(cfg)
@@ -82,8 +82,8 @@ def test_term_scaled_adam_steps_each_term_by_its_scale():
 
 def test_a_stuck_adam_run_is_reported(tmp_path):
     """θ this large turns every episode into NaN: every step is skipped, and the summary says so."""
-    from evoplastic.rundir import RunDir
-    from evoplastic.train import train
+    from evoplastic.run.rundir import RunDir
+    from evoplastic.run.train import train
 
     cfg = tiny_config("outer=adam", "steps=12", "rule.theta_init=[1000,1000,1000]", "final_eval_tasks=3")
     summary = train(cfg, RunDir.create(cfg, tmp_path), progress=False)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from evoplastic.batched import low_rank_step, matvec, vecmat
+from evoplastic.families.paper.batched import low_rank_step, matvec, vecmat
 
 
 def rand(*shape, seed=0):

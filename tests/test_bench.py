@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from evoplastic import bench
+from evoplastic.bench import inner as bench
 
 
 def test_bench_inner_tiny_network(tmp_path, capsys):
@@ -44,7 +44,7 @@ def test_bench_inner_compiled_rows(capsys):
 
 def test_bench_suite_rows_and_ratios(tmp_path, capsys):
     """`evoplastic bench` on a tiny network (compiles in subprocesses: ~40 s, less with a warm Inductor cache)."""
-    from evoplastic import bench_suite
+    from evoplastic.bench import suite as bench_suite
 
     out = tmp_path / "suite.json"
     argv = ["--dims", "16,8,5", "--steps", "5", "--min-seconds", "0", "--members", "2", "--precisions", "bfloat16",
@@ -64,7 +64,7 @@ def test_bench_suite_rows_and_ratios(tmp_path, capsys):
 
 
 def test_roofline_counts_the_paper_network():
-    from evoplastic.roofline import Machine, member_episode
+    from evoplastic.bench.roofline import Machine, member_episode
 
     work = member_episode((784, 170, 130, 100, 70, 47), 250, 50, "compiled", members_per_feedback=8)
     assert round(work.flops / 1e6, 1) == 598.5  # docs/performance.md, section 1

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from conftest import tiny_config
 
-from evoplastic.compare import load_runs, main
-from evoplastic.rundir import RunDir
-from evoplastic.train import train
+from evoplastic.analysis.compare import load_runs, main
+from evoplastic.run.rundir import RunDir
+from evoplastic.run.train import train
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from evoplastic.data import DataError, load_dataset, read_idx
+from evoplastic.families.paper.data import DataError, load_dataset, read_idx
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 EMNIST_SUBSET = SHARED_DATA / "emnist-balanced-subset.npz"

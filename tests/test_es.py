@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from evoplastic.fitness import DIVERGED_FITNESS, Evaluation
+from evoplastic.core.fitness import DIVERGED_FITNESS, Evaluation
 from evoplastic.outer.es import EvolutionLoop
-from evoplastic.rundir import RunDir
-from evoplastic.train import build_fitness, train
+from evoplastic.run.rundir import RunDir
+from evoplastic.run.train import build_fitness, train
 
 
 @pytest.mark.parametrize("algorithm", ["cmaes", "pgpe", "snes", "xnes", "cem"])
@@ -41,7 +41,7 @@ def test_one_term_rule_can_be_searched(algorithm):
 def _fake_evaluation(theta: torch.Tensor, nan_rows: slice) -> Evaluation:
     loss = theta.pow(2).sum(1)
     loss[nan_rows] = float("nan")
-    from evoplastic.fitness import sanitise
+    from evoplastic.core.fitness import sanitise
 
     fitness, diverged = sanitise(loss, torch.zeros_like(loss))
     return Evaluation(loss, torch.zeros_like(loss), fitness, diverged)
@@ -119,7 +119,7 @@ def test_resumed_run_matches_uninterrupted(algorithm, tmp_path):
 
 def test_es_improves_the_rule_on_digits():
     """A short CMA-ES run must beat the paper's starting point θ_0 = 1e-3 on fresh tasks."""
-    from evoplastic.train import evaluate_theta
+    from evoplastic.run.train import evaluate_theta
 
     cfg = tiny_config("steps=12", "task.k_shot=15", "es.population_size=8", "network.dims=[64,24,10]")
     score = build_fitness(cfg)
@@ -141,7 +141,7 @@ def test_compiled_fitness_matches_the_plain_loop():
 
 
 def test_a_refused_compiled_step_is_recorded_in_meta_json(monkeypatch, tmp_path):
-    from evoplastic import fused
+    from evoplastic.families.paper import fused
 
     def fail(*args, **kwargs):
         raise fused.SelfCheckError("compiled step differs from the eager step by 0.5 (relative)")

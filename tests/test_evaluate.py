@@ -8,9 +8,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from evoplastic.config import load_config
-from evoplastic.data import Dataset, load_dataset
-from evoplastic.evaluate import (
+from evoplastic.analysis.evaluate import (
     Rule,
     evaluate_rules,
     format_classes,
@@ -20,8 +18,10 @@ from evoplastic.evaluate import (
     parse_rule,
     task_config,
 )
-from evoplastic.rundir import RunDir
-from evoplastic.train import train
+from evoplastic.config import load_config
+from evoplastic.families.paper.data import Dataset, load_dataset
+from evoplastic.run.rundir import RunDir
+from evoplastic.run.train import train
 
 TINY_NET = ["--set", "network.dims=[64,12,10]"]
 TINY_TASKS = ["--dataset", "digits", "--n-way", "3", "--k-shot", "5", "--n-query", "3", "--tasks", "12",
@@ -182,6 +182,6 @@ def test_ablation_zeroes_one_term_at_a_time(capsys):
     for term in (0, 2, 9):
         assert f"without θ_{term}" in out
     rule = parse_rule("bio:0.01,-0.02,-0.003")
-    from evoplastic.evaluate import ablated_rules
+    from evoplastic.analysis.evaluate import ablated_rules
 
     assert [r.theta for r in ablated_rules(rule)] == [(0.0, -0.02, -0.003), (0.01, 0.0, -0.003), (0.01, -0.02, 0.0)]

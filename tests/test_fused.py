@@ -11,14 +11,14 @@ import pytest
 import torch
 from test_inner import BIO, POOL, make_init, make_tasks, net_config, pool_theta
 
-from evoplastic import fused
-from evoplastic.bench import make_theta
+from evoplastic.bench.inner import make_theta
 from evoplastic.config import NetworkConfig
-from evoplastic.inner import run_episode
-from evoplastic.network import ACTIVATIONS, Activation, init_network, make_activation
-from evoplastic.rules import expand_theta, low_rank_update, needs_backprojection, update_rank
+from evoplastic.families.paper import fused
+from evoplastic.families.paper.inner import run_episode
+from evoplastic.families.paper.network import ACTIVATIONS, Activation, init_network, make_activation
+from evoplastic.families.paper.rules import expand_theta, low_rank_update, needs_backprojection, update_rank
+from evoplastic.families.paper.tasks import TaskBatch
 from evoplastic.seeding import make_generator
-from evoplastic.tasks import TaskBatch
 
 PAPER_DIMS = NetworkConfig().dims
 _SLOW = pytest.mark.skipif(not os.environ.get("EVOPLASTIC_SLOW_TESTS"),

@@ -13,13 +13,13 @@ from conftest import tiny_config
 from test_fused import assert_same_weights, fused_weights
 from test_inner import BIO, POOL, make_init, make_tasks, net_config, pool_theta
 
-from evoplastic import static
 from evoplastic.config import ConfigError
-from evoplastic.fitness import bytes_per_pair, members_in_cache, members_that_fit, weight_bytes
-from evoplastic.inner import run_episode
-from evoplastic.network import make_activation
+from evoplastic.core.fitness import bytes_per_pair, members_in_cache, members_that_fit, weight_bytes
+from evoplastic.families.paper import static
+from evoplastic.families.paper.inner import run_episode
+from evoplastic.families.paper.network import make_activation
 from evoplastic.precision import matmul_precision, weight_dtype
-from evoplastic.train import build_fitness
+from evoplastic.run.train import build_fitness
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")
 
@@ -138,7 +138,7 @@ def test_fitness_chunks_to_free_memory(monkeypatch):
     whole = fitness(theta, 3)
     calls = []
     original = fitness.auto_chunk
-    monkeypatch.setattr("evoplastic.fitness.free_memory", lambda device: 1)  # room for one member per call
+    monkeypatch.setattr("evoplastic.core.fitness.free_memory", lambda device: 1)  # room for one member per call
     monkeypatch.setattr(fitness, "auto_chunk", lambda *a: calls.append(original(*a)) or calls[-1])
     chunked = fitness(theta, 3)
     assert calls == [1]

@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 
 from evoplastic.config import NetworkConfig, TaskConfig
-from evoplastic.data import Dataset
-from evoplastic.inner import apply_rule, online_step, run_episode
-from evoplastic.network import ACTIVATIONS, NetworkState, init_network, make_activation
-from evoplastic.rules import DEFAULT_TERM_SCALE, N_TERMS, expand_theta, resolve_terms
+from evoplastic.families.paper.data import Dataset
+from evoplastic.families.paper.inner import apply_rule, online_step, run_episode
+from evoplastic.families.paper.network import ACTIVATIONS, NetworkState, init_network, make_activation
+from evoplastic.families.paper.rules import DEFAULT_TERM_SCALE, N_TERMS, expand_theta, resolve_terms
+from evoplastic.families.paper.tasks import TaskBatch, TaskSampler
 from evoplastic.seeding import make_generator
-from evoplastic.tasks import TaskBatch, TaskSampler
 
 DIMS = (12, 7, 5, 4)
 POOL = tuple(range(N_TERMS))
@@ -70,7 +70,7 @@ def test_batched_equals_one_pair_at_a_time(feedback):
 
 
 def reference_drives(weights, x, act):
-    """z_1..z_L, written independently of evoplastic.inner.forward."""
+    """z_1..z_L, written independently of evoplastic.families.paper.inner.forward."""
     h, drives = x, []
     for layer, w in enumerate(weights):
         z = torch.einsum("nij,nj->ni", w, h)

@@ -7,8 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from evoplastic.config import NetworkConfig
-from evoplastic.metrics import alignment_angles, mean_alignment_angles, orthonormality_errors, vector_angles
-from evoplastic.network import Activation, init_network, make_activation
+from evoplastic.families.paper.metrics import (
+    alignment_angles,
+    mean_alignment_angles,
+    orthonormality_errors,
+    vector_angles,
+)
+from evoplastic.families.paper.network import Activation, init_network, make_activation
 from evoplastic.seeding import make_generator
 
 DIMS = (12, 7, 5, 4)

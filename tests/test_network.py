@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from evoplastic.config import NetworkConfig
-from evoplastic.network import ACTIVATIONS, FEEDBACK_MODES, init_network, make_activation, xavier_uniform
+from evoplastic.families.paper.network import ACTIVATIONS, FEEDBACK_MODES, init_network, make_activation, xavier_uniform
 from evoplastic.seeding import make_generator
 
 DIMS = (12, 7, 5, 4)

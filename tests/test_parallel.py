@@ -13,9 +13,9 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from evoplastic.bench_mpi import child_env, find_mpiexec, mpiexec_command
-from evoplastic.parallel import AUTO_BLOCKS, Request, World, assemble, plan_blocks, rank_share, score_share
-from evoplastic.train import build_fitness
+from evoplastic.bench.mpi import child_env, find_mpiexec, mpiexec_command
+from evoplastic.run.parallel import AUTO_BLOCKS, Request, World, assemble, plan_blocks, rank_share, score_share
+from evoplastic.run.train import build_fitness
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = """\

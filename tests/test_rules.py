@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from evoplastic.rules import (
+from evoplastic.families.paper.rules import (
     N_TERMS,
     NAMED_RULES,
     default_theta,

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from evoplastic.config import TaskConfig
-from evoplastic.data import Dataset
-from evoplastic.tasks import TaskBatch, TaskSampler
+from evoplastic.families.paper.data import Dataset
+from evoplastic.families.paper.tasks import TaskBatch, TaskSampler
 
 N_CLASSES, PER_CLASS = 6, 10
 
@@ -126,8 +126,8 @@ def test_to_casts_images_and_keeps_labels_integer():
 def test_class_replacement_emulates_the_published_sampler():
     """With replacement some tasks repeat a class, and a repeated class repeats its images."""
     from evoplastic.config import TaskConfig
-    from evoplastic.data import load_dataset
-    from evoplastic.tasks import TaskSampler
+    from evoplastic.families.paper.data import load_dataset
+    from evoplastic.families.paper.tasks import TaskSampler
 
     sampler = TaskSampler(load_dataset("digits"), TaskConfig(n_way=5, k_shot=3, n_query=2, class_replacement=True))
     batch = sampler.sample(40, torch.Generator().manual_seed(0))

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from evoplastic.config import ExperimentConfig
-from evoplastic.network import make_activation
+from evoplastic.families.paper.network import make_activation
 from evoplastic.outer.base import Evaluate, initial_theta, term_scales
 
 

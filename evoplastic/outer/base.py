@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import torch
 
 from evoplastic.config import ExperimentConfig
-from evoplastic.fitness import Evaluation
-from evoplastic.rules import DEFAULT_TERM_SCALE, default_theta, resolve_terms
+from evoplastic.core.fitness import Evaluation
+from evoplastic.families.paper.rules import DEFAULT_TERM_SCALE, default_theta, resolve_terms
 
 Evaluate = Callable[[torch.Tensor], Evaluation]
 """Maps (P, R) candidates θ in paper units to their Evaluation on the current step's tasks."""

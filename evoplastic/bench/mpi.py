@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from evoplastic.parallel import LAUNCHER_VARS
-from evoplastic.rundir import environment
+from evoplastic.run.parallel import LAUNCHER_VARS
+from evoplastic.run.rundir import environment
 
 EMNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emnist-balanced-subset.npz"
 

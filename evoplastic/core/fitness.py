@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 
 from evoplastic.config import ExperimentConfig
-from evoplastic.fused import FusedOptions, compile_fallbacks
-from evoplastic.inner import records_graph, run_episode
-from evoplastic.metrics import mean_alignment_angles, orthonormality_errors
-from evoplastic.network import NetworkState, init_network, make_activation, n_weights
+from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks
+from evoplastic.families.paper.inner import records_graph, run_episode
+from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
+from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights
+from evoplastic.families.paper.rules import resolve_terms
+from evoplastic.families.paper.tasks import TaskBatch, TaskSampler
 from evoplastic.precision import matmul_precision
-from evoplastic.rules import resolve_terms
 from evoplastic.seeding import make_generator
-from evoplastic.tasks import TaskBatch, TaskSampler
 
 DIVERGED_FITNESS = 1e6
 """Finite worst value given to a candidate whose episode produced NaN/inf."""

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from evoplastic.config import ExperimentConfig, config_from_dict, config_to_dict
-from evoplastic.fitness import Evaluation, FitnessFunction, resolve_device
-from evoplastic.network import NetworkState
-from evoplastic.tasks import TaskBatch
+from evoplastic.core.fitness import Evaluation, FitnessFunction, resolve_device
+from evoplastic.families.paper.network import NetworkState
+from evoplastic.families.paper.tasks import TaskBatch
 
 LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
 """Environment variables set by MPICH/Intel MPI (PMI), PMIx (Open MPI, Slurm) or Open MPI's mpirun."""
@@ -107,7 +107,7 @@ def rank_device(cfg: ExperimentConfig, world: World) -> torch.device:
 
 def build_rank_fitness(cfg: ExperimentConfig, world: World) -> FitnessFunction:
     """This rank's fitness function on this rank's device (data loaded here, tasks rebuilt from the seed)."""
-    from evoplastic.train import build_fitness
+    from evoplastic.run.train import build_fitness
 
     return build_fitness(replace(cfg, device=str(rank_device(cfg, world))))
 
@@ -215,7 +215,7 @@ def make_scorer(world: World, cfg: ExperimentConfig) -> tuple[FitnessFunction, F
     Under any MPI launch (``-n 1`` too) every evaluation goes through the blocks, so R never matters.
     """
     if world.comm is None:
-        from evoplastic.train import build_fitness
+        from evoplastic.run.train import build_fitness
 
         fitness = build_fitness(cfg)
         return fitness, fitness

@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from evoplastic.analysis.evaluate import Rule, evaluation_config, format_classes, mean_ci95
 from evoplastic.config import TaskConfig
-from evoplastic.data import Dataset
-from evoplastic.evaluate import Rule, evaluation_config, format_classes, mean_ci95
-from evoplastic.fitness import resolve_device
-from evoplastic.inner import apply_rule, online_step, query_scores
-from evoplastic.metrics import mean_alignment_angles
-from evoplastic.network import init_network, make_activation
-from evoplastic.rules import expand_theta
+from evoplastic.core.fitness import resolve_device
+from evoplastic.families.paper.data import Dataset
+from evoplastic.families.paper.inner import apply_rule, online_step, query_scores
+from evoplastic.families.paper.metrics import mean_alignment_angles
+from evoplastic.families.paper.network import init_network, make_activation
+from evoplastic.families.paper.rules import expand_theta
 from evoplastic.seeding import make_generator
 
 ALIGNMENT_SAMPLES = 20

@@ -1,6 +1,6 @@
 """The compiled no-grad inner loop: one fused graph per online step, for the members of one task.
 
-Same episode as the plain loop of ``evoplastic.inner`` (tests/test_fused.py checks it), arranged
+Same episode as the plain loop of ``evoplastic.families.paper.inner`` (tests/test_fused.py checks it), arranged
 for speed (docs/performance.md):
 
 - the update of step t-1 stays pending as (keep, L, R), W_t = keep·W_{t-1} - Lᵀ R, and is folded
@@ -17,7 +17,7 @@ for speed (docs/performance.md):
 Compiled once per (rule terms, activation) and input shapes; if compilation or a compiled
 call fails, ``learn`` warns once and returns None so that the caller runs the plain loop.
 On CUDA, ``FusedOptions.cuda_graph`` captures a chunk's whole online phase as one CUDA graph
-(``evoplastic.static``), and ``FusedOptions.weight_dtype`` stores W in 16 bits.
+(``evoplastic.families.paper.static``), and ``FusedOptions.weight_dtype`` stores W in 16 bits.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 import torch
 
-from evoplastic import static
-from evoplastic.batched import vecmat
-from evoplastic.network import Activation, NetworkState
+from evoplastic.families.paper import static
+from evoplastic.families.paper.batched import vecmat
+from evoplastic.families.paper.network import Activation, NetworkState
+from evoplastic.families.paper.rules import low_rank_update, needs_backprojection, update_rank
 from evoplastic.precision import weight_dtype
-from evoplastic.rules import low_rank_update, needs_backprojection, update_rank
 
 COMPILED_CHUNK = 8
 """Members of one task per compiled call on CPU: their weights (0.7 MiB each on the paper
@@ -134,7 +134,7 @@ class FusedOptions:
     compile: bool = True
     """torch.compile the step; False runs fused_step eagerly (tests, debugging)."""
     cuda_graph: bool = False
-    """Replay each chunk's whole online phase from one CUDA graph (evoplastic.static); on CPU the
+    """Replay each chunk's whole online phase from one CUDA graph (evoplastic.families.paper.static); on CPU the
     same fixed-buffer code runs without capture."""
     weight_dtype: torch.dtype | None = None
     """Storage of W during the online phase, None for θ's dtype; torch.bfloat16 or torch.float16

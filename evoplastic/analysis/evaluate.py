@@ -22,11 +22,11 @@ import torch
 from tqdm import tqdm
 
 from evoplastic.config import ConfigError, ExperimentConfig, RuleConfig, TaskConfig, override_config, validate
-from evoplastic.data import Dataset, load_dataset
-from evoplastic.fitness import FitnessFunction
-from evoplastic.rules import NAMED_RULES, resolve_terms
-from evoplastic.rundir import RunDir
-from evoplastic.tasks import TaskSampler
+from evoplastic.core.fitness import FitnessFunction
+from evoplastic.families.paper.data import Dataset, load_dataset
+from evoplastic.families.paper.rules import NAMED_RULES, resolve_terms
+from evoplastic.families.paper.tasks import TaskSampler
+from evoplastic.run.rundir import RunDir
 
 BASELINE_THETA = {"fa": 0.012, "bp": 0.014}
 """Default θ_0 of the fa and bp baselines: what the paper's Adam loop found on EMNIST (5-way,
@@ -345,7 +345,7 @@ def describe_tasks(task: TaskConfig, n_tasks: int, seed: int) -> str:
 
 
 def _run_stream(args: argparse.Namespace, rules: list[Rule], dataset: Dataset, classes: tuple[int, ...]) -> int:
-    from evoplastic.stream import evaluate_stream, format_stream_table, plot_stream
+    from evoplastic.families.paper.stream import evaluate_stream, format_stream_table, plot_stream
 
     relabel = bool(args.relabel) if args.relabel is not None else rules[0].config.task.relabel
     curves = evaluate_stream(rules, dataset, classes, args.stream, args.every, args.test_size, args.repeats,

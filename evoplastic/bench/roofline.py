@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from evoplastic.network import n_weights
+from evoplastic.families.paper.network import n_weights
 from evoplastic.precision import cuda_tf32
 
 FLOPS_PER_WEIGHT_STEP = 13

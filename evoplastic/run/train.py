@@ -12,12 +12,12 @@ import torch
 from tqdm import tqdm
 
 from evoplastic.config import ExperimentConfig, config_to_dict
-from evoplastic.data import load_dataset
-from evoplastic.fitness import Evaluation, FitnessFunction
+from evoplastic.core.fitness import Evaluation, FitnessFunction
+from evoplastic.families.paper.data import load_dataset
+from evoplastic.families.paper.rules import TERM_FORMULAS, resolve_terms
+from evoplastic.families.paper.tasks import TaskSampler
 from evoplastic.outer import make_outer
-from evoplastic.rules import TERM_FORMULAS, resolve_terms
-from evoplastic.rundir import RunDir
-from evoplastic.tasks import TaskSampler
+from evoplastic.run.rundir import RunDir
 
 Scorer = Callable[[torch.Tensor, "int | str", str, int], Evaluation]
 """(θ (P, R), step, purpose, n_tasks) -> Evaluation; the FitnessFunction or its MPI wrapper."""
@@ -109,7 +109,7 @@ def finish(cfg: ExperimentConfig, run: RunDir, theta: torch.Tensor, score: Score
         "feedback": cfg.network.feedback,
         **final,
     })
-    from evoplastic.report import plot_run
+    from evoplastic.analysis.report import plot_run
 
     plot_run(run)
     return RunSummary(run, theta.tolist(), final["final/accuracy"], final["final/accuracy_ci95"], final["final/loss"],

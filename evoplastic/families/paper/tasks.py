@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from evoplastic.config import TaskConfig
-from evoplastic.data import Dataset
+from evoplastic.families.paper.data import Dataset
 
 
 @dataclass

@@ -3,7 +3,7 @@
 With ``--compiled`` it also times the compiled no-grad path (``run_episode(compiled=True)``) at each N,
 after a priming call that compiles it (its seconds are reported: less when Inductor's cache is warm).
 
-Every row runs in a fresh subprocess (``python -m evoplastic.bench _one CASE_JSON``) so that its
+Every row runs in a fresh subprocess (``python -m evoplastic.bench.inner _one CASE_JSON``) so that its
 peak memory is its own. On CPU the child resets the kernel's peak-RSS mark (VmHWM, the counter
 behind ``ru_maxrss``) by writing 5 to ``/proc/self/clear_refs`` after loading data and priming the
 kernels, so peak and increase cover only the episodes; on CUDA it uses
@@ -27,15 +27,15 @@ from pathlib import Path
 import torch
 
 from evoplastic.config import NetworkConfig, TaskConfig
-from evoplastic.data import Dataset, load_dataset
-from evoplastic.fused import FusedOptions
-from evoplastic.inner import run_episode
-from evoplastic.network import Activation, NetworkState, init_network, make_activation, n_weights
+from evoplastic.families.paper.data import Dataset, load_dataset
+from evoplastic.families.paper.fused import FusedOptions
+from evoplastic.families.paper.inner import run_episode
+from evoplastic.families.paper.network import Activation, NetworkState, init_network, make_activation, n_weights
+from evoplastic.families.paper.rules import DEFAULT_TERM_SCALE, resolve_terms
+from evoplastic.families.paper.tasks import TaskBatch, TaskSampler
 from evoplastic.precision import matmul_precision
-from evoplastic.rules import DEFAULT_TERM_SCALE, resolve_terms
-from evoplastic.rundir import cpu_model
+from evoplastic.run.rundir import cpu_model
 from evoplastic.seeding import make_generator
-from evoplastic.tasks import TaskBatch, TaskSampler
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 EMNIST = PACKAGE_PARENT.parent / "shared" / "data" / "emnist-balanced-subset.npz"
@@ -204,7 +204,7 @@ def run_case(case: Case) -> Result:
     """Parent side: measure a case in a fresh Python process and parse its JSON line."""
     path = os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path)
-    proc = subprocess.run([sys.executable, "-m", "evoplastic.bench", "_one", json.dumps(asdict(case))],
+    proc = subprocess.run([sys.executable, "-m", "evoplastic.bench.inner", "_one", json.dumps(asdict(case))],
                           capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark case {case} failed:\n{proc.stderr[-3000:]}")

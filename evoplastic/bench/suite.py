@@ -1,10 +1,10 @@
 """``evoplastic bench``: every speed figure of the inner loop in one run, as ratios.
 
-Rows (each timed in a fresh process by ``evoplastic.bench``): the plain per-member loop
+Rows (each timed in a fresh process by ``evoplastic.bench.inner``): the plain per-member loop
 (eager, N = 1), the batched eager loop, the compiled loop, on CUDA the compiled loop replayed
 from CUDA graphs, the reduced precisions, and one autograd (Adam) episode. Each rate is shown
 as a multiple of the per-member loop and of the autograd episode, which compare on any machine,
-and as a fraction of the roofline of this machine, measured at the start (evoplastic.roofline).
+and as a fraction of the roofline of this machine, measured at the start (evoplastic.bench.roofline).
 Then the accuracy each reduced precision costs against float32 on the same tasks, and, unless
 ``--no-mpi``, the ``evoplastic bench mpi`` scaling.
 """
@@ -22,15 +22,15 @@ from pathlib import Path
 
 import torch
 
-from evoplastic import bench
-from evoplastic.bench import Case, Result
+from evoplastic.bench import inner as bench
+from evoplastic.bench.inner import Case, Result
+from evoplastic.bench.roofline import Machine, measure_machine, member_episode
 from evoplastic.config import NetworkConfig, TaskConfig
-from evoplastic.fused import COMPILED_CHUNK, FusedOptions
-from evoplastic.inner import run_episode
-from evoplastic.network import make_activation
+from evoplastic.families.paper.fused import COMPILED_CHUNK, FusedOptions
+from evoplastic.families.paper.inner import run_episode
+from evoplastic.families.paper.network import make_activation
+from evoplastic.families.paper.rules import resolve_terms
 from evoplastic.precision import PRECISIONS, matmul_precision, weight_dtype
-from evoplastic.roofline import Machine, measure_machine, member_episode
-from evoplastic.rules import resolve_terms
 
 REDUCED = tuple(p for p in PRECISIONS if p != "float32")
 """Precisions the suite times and checks against float32."""
@@ -103,8 +103,8 @@ def child_env() -> dict[str, str]:
 
 
 def run_child(mode: str, payload: dict) -> dict | list:
-    """Run ``python -m evoplastic.bench_suite MODE JSON`` and parse its last line."""
-    proc = subprocess.run([sys.executable, "-m", "evoplastic.bench_suite", mode, json.dumps(payload)],
+    """Run ``python -m evoplastic.bench.suite MODE JSON`` and parse its last line."""
+    proc = subprocess.run([sys.executable, "-m", "evoplastic.bench.suite", mode, json.dumps(payload)],
                           capture_output=True, text=True, env=child_env(), check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"bench {mode} failed:\n{proc.stderr[-3000:]}")
@@ -113,14 +113,14 @@ def run_child(mode: str, payload: dict) -> dict | list:
 
 def run_mpi(args: argparse.Namespace) -> dict | None:
     """``evoplastic bench mpi`` with one repeat; None (with the reason printed) when it cannot run."""
-    from evoplastic.bench_mpi import find_mpiexec
+    from evoplastic.bench.mpi import find_mpiexec
 
     if find_mpiexec() is None:
         print("[bench] MPI skipped: no mpiexec (pip install mpi4py mpich)", file=sys.stderr)
         return None
     with tempfile.TemporaryDirectory(prefix="evoplastic-bench-") as tmp:
         out = Path(tmp) / "mpi.json"
-        command = [sys.executable, "-m", "evoplastic.bench_mpi", "--repeats", "1", "--json", str(out),
+        command = [sys.executable, "-m", "evoplastic.bench.mpi", "--repeats", "1", "--json", str(out),
                    *(["--dataset", args.dataset] if args.dataset else [])]
         done = subprocess.run(command, capture_output=True, text=True, check=False, env=child_env())
         if done.returncode:

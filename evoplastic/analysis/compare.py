@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from evoplastic import evaluate
+from evoplastic.analysis import evaluate
+from evoplastic.analysis.evaluate import Rule, RuleEvaluation
+from evoplastic.analysis.report import moving_average
 from evoplastic.config import ExperimentConfig
-from evoplastic.evaluate import Rule, RuleEvaluation
-from evoplastic.report import moving_average
-from evoplastic.rules import N_TERMS, TERM_FORMULAS
+from evoplastic.families.paper.rules import N_TERMS, TERM_FORMULAS
 
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
 """Metric key and axis label of each x axis of the learning curves."""
@@ -48,7 +48,7 @@ class RunRecord:
 
 def load_runs(paths: list[str | Path]) -> list[RunRecord]:
     """Open run directories; labels are config names, made unique with the directory name."""
-    from evoplastic.rundir import RunDir
+    from evoplastic.run.rundir import RunDir
 
     runs = []
     for path in map(Path, paths):

@@ -3,7 +3,7 @@
 One function serves both outer loops. It never sets the grad mode: when θ requires grad
 under autograd, weights are updated out of place so the meta-gradient flows through the
 whole episode; otherwise they are updated in place, keeping no graph (ES), or, with
-``compiled=True``, by the fused torch.compile'd step of evoplastic.fused (same result).
+``compiled=True``, by the fused torch.compile'd step of evoplastic.families.paper.fused (same result).
 Shapes: N pairs, layer ℓ weights (N, n_ℓ, n_{ℓ-1}); every tensor has the batch axis.
 """
 
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from evoplastic import fused
-from evoplastic.batched import low_rank_step, matvec, vecmat
-from evoplastic.network import Activation, NetworkState
-from evoplastic.rules import expand_theta, low_rank_update
-from evoplastic.tasks import TaskBatch
+from evoplastic.families.paper import fused
+from evoplastic.families.paper.batched import low_rank_step, matvec, vecmat
+from evoplastic.families.paper.network import Activation, NetworkState
+from evoplastic.families.paper.rules import expand_theta, low_rank_update
+from evoplastic.families.paper.tasks import TaskBatch
 
 
 @dataclass
@@ -171,7 +171,7 @@ def run_episode(
     theta (N, len(terms)) holds the searched coefficients; pair n uses task n mod T and
     that task's initial W (and B). Feedback mode is bp when ``init.feedback`` is None.
     compiled: when no graph is recorded for θ, learn with the fused, torch.compile'd step of
-    evoplastic.fused (same result up to rounding, several times faster on CPU), with default
+    evoplastic.families.paper.fused (same result up to rounding, several times faster on CPU), with default
     options for True or as the given FusedOptions say (CUDA graphs, 16-bit weights); the plain
     loop runs if compilation is unavailable or a graph is being recorded.
     """

@@ -14,8 +14,8 @@ import math
 
 import torch
 
-from evoplastic.inner import backward_errors, forward
-from evoplastic.network import Activation
+from evoplastic.families.paper.inner import backward_errors, forward
+from evoplastic.families.paper.network import Activation
 
 
 def vector_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from evoplastic.batched import vecmat
+from evoplastic.families.paper.batched import vecmat
 
 N_TERMS = 10
 

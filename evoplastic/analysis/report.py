@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from evoplastic.rules import resolve_terms
-from evoplastic.rundir import RunDir
+from evoplastic.families.paper.rules import resolve_terms
+from evoplastic.run.rundir import RunDir
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Looking at results: evaluate rules on fresh or held-out tasks, compare runs, draw plots."""

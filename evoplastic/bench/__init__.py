@@ -1,0 +1,1 @@
+"""Speed: the inner-loop bench, the one-run suite of ratios, the machine roofline and MPI scaling."""

@@ -1,0 +1,1 @@
+"""Shared scoring: the protocols a network family implements and the fitness reduction the outer loops see."""

@@ -1,0 +1,1 @@
+"""Running an experiment: the training loop, the run directory and MPI population scoring."""
