@@ -15,52 +15,19 @@ from typing import Any
 
 import yaml
 
+from evoplastic.families.kcap.config import KcapConfig
+from evoplastic.families.kcap.config import validate as validate_kcap
+from evoplastic.families.paper.config import NetworkConfig, TaskConfig
+from evoplastic.families.paper.config import validate as validate_paper
+
+CONFIG_VERSION = 2
+"""2: the family key and its sections (kcap); 1 (no config_version): the paper's sections only."""
+FAMILIES = ("paper", "kcap")
+"""Network families (evoplastic.families): the paper's feed-forward network, the k-cap RNN of seed 004."""
+
 
 class ConfigError(ValueError):
     """A configuration value or key is invalid; the message says which and how to fix it."""
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """The plastic network: layer sizes, nonlinearity and feedback pathway."""
-
-    dims: tuple[int, ...] = (784, 170, 130, 100, 70, 47)
-    """Layer widths, input first; the last is the softmax output."""
-    activation: str = "softplus"
-    """Hidden nonlinearity: softplus, relu, leaky_relu, tanh, sigmoid, hardtanh, heaviside."""
-    beta: float = 10.0
-    """Softplus sharpness β (paper: 10)."""
-    negative_slope: float = 0.01
-    """Slope of leaky_relu for negative inputs."""
-    surrogate_width: float = 1.0
-    """Width of heaviside's fast-sigmoid surrogate derivative 1/(1+|z|/w)^2."""
-    feedback: str = "fa"
-    """Error pathway: fa (fixed random B), bp (B = W at every step, i.e. backprop) or dfa (direct
-    feedback: fixed random D_ℓ carries the output error e_L to every layer)."""
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """Where images come from and how an M-way few-shot online task is drawn."""
-
-    dataset: str = "emnist"
-    """emnist, mnist, fashion-mnist, digits, npz:PATH or idx:DIR."""
-    split: str = "train"
-    """train or test split of torchvision/IDX datasets."""
-    data_dir: str = ""
-    """Cache/download directory; empty means ~/.cache/evoplastic."""
-    download: bool = False
-    """Allow torchvision to download a missing dataset."""
-    n_way: int = 5
-    k_shot: int = 50
-    """Training images per class, presented once, shuffled, one at a time."""
-    n_query: int = 10
-    classes: tuple[int, ...] = ()
-    """Class ids tasks are drawn from; empty means all classes of the dataset."""
-    relabel: bool = False
-    """Map a task's classes to labels 0..n_way-1 instead of dataset class ids."""
-    class_replacement: bool = False
-    """Draw a task's classes with replacement, as the published code does (a class may repeat)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +92,9 @@ class ExperimentConfig:
 
     name: str = "experiment"
     seed: int = 0
+    family: str = "paper"
+    """Network family: paper (feed-forward few-shot image learner, sections network/task) or kcap
+    (unsupervised k-cap RNN, section kcap). rule, es, adam and the rest are shared."""
     outer: str = "es"
     """Outer optimiser: es or adam."""
     steps: int = 600
@@ -145,6 +115,9 @@ class ExperimentConfig:
     rule: RuleConfig = field(default_factory=RuleConfig)
     es: ESConfig = field(default_factory=ESConfig)
     adam: AdamConfig = field(default_factory=AdamConfig)
+    kcap: KcapConfig = field(default_factory=KcapConfig)
+    config_version: int = CONFIG_VERSION
+    """Schema version of a saved config; older ones are migrated when loaded (migrate)."""
 
 
 def _type_name(tp: Any) -> str:
@@ -260,9 +233,22 @@ def config_to_dict(cfg: Any) -> dict:
     return plain(dataclasses.asdict(cfg))
 
 
+def migrate(values: dict) -> dict:
+    """A saved config's values brought to CONFIG_VERSION; version 1 predates families (it is the paper's)."""
+    version = values.get("config_version", 1)
+    if not isinstance(version, int) or version > CONFIG_VERSION:
+        raise ConfigError(f"config_version {version!r} is newer than this evoplastic understands "
+                          f"({CONFIG_VERSION}); upgrade evoplastic to read this run")
+    values = dict(values)
+    if version == 1:
+        values["family"] = values.get("family", "paper")
+    values["config_version"] = CONFIG_VERSION
+    return values
+
+
 def config_from_dict(values: dict) -> ExperimentConfig:
-    """Rebuild a config saved by :func:`config_to_dict`."""
-    return validate(_build(ExperimentConfig, values))
+    """Rebuild a config saved by :func:`config_to_dict` (by this or an older version)."""
+    return validate(_build(ExperimentConfig, migrate(values)))
 
 
 def _choice(value: str, allowed: typing.Iterable[str], key: str) -> None:
@@ -272,53 +258,26 @@ def _choice(value: str, allowed: typing.Iterable[str], key: str) -> None:
 
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Check values that the types alone cannot; return the config unchanged."""
-    from evoplastic.families.paper.network import ACTIVATIONS, FEEDBACK_MODES
-    from evoplastic.families.paper.rules import resolve_terms
-
-    net, task = cfg.network, cfg.task
-    if len(net.dims) < 2 or any(d < 1 for d in net.dims):
-        raise ConfigError(f"network.dims must be ≥ 2 positive widths, got {list(net.dims)}")
-    _choice(net.activation, ACTIVATIONS, "network.activation")
-    _choice(net.feedback, FEEDBACK_MODES, "network.feedback")
+    """Check values that the types alone cannot (shared keys, then the family's); return cfg unchanged."""
+    _choice(cfg.family, FAMILIES, "family")
     _choice(cfg.outer, ("es", "adam"), "outer")
     _choice(cfg.dtype, ("float32", "float64"), "dtype")
     _choice(cfg.es.algorithm, ("cmaes", "pgpe", "snes", "xnes", "cem"), "es.algorithm")
     _choice(cfg.es.optimizer, ("clipup", "adam", "sgd"), "es.optimizer")
-    for key in ("n_way", "k_shot", "n_query"):
-        if getattr(task, key) < 1:
-            raise ConfigError(f"task.{key} must be ≥ 1, got {getattr(task, key)}")
-    if task.relabel and task.class_replacement:
-        raise ConfigError("task.relabel and task.class_replacement conflict: a repeated class would get two labels")
-    if task.relabel and net.dims[-1] < task.n_way:
-        raise ConfigError(
-            f"task.relabel needs ≥ n_way={task.n_way} outputs, but network.dims ends in {net.dims[-1]}"
-        )
     for key in ("steps", "tasks_per_step"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key} must be ≥ 1, got {getattr(cfg, key)}")
     if cfg.es.population_size < 2:
         raise ConfigError(f"es.population_size must be ≥ 2, got {cfg.es.population_size}")
-    try:
-        terms = resolve_terms(cfg.rule.terms)
-    except ValueError as err:
-        raise ConfigError(f"rule.terms: {err}") from None
-    if cfg.rule.theta_init and len(cfg.rule.theta_init) != len(terms):
-        raise ConfigError(
-            f"rule.theta_init has {len(cfg.rule.theta_init)} values but rule.terms "
-            f"{cfg.rule.terms!r} searches {len(terms)} terms {list(terms)}"
-        )
-    if cfg.es.term_scale and len(cfg.es.term_scale) != 10:
-        raise ConfigError(f"es.term_scale needs 10 values (one per pool term), got {len(cfg.es.term_scale)}")
-    if cfg.outer == "adam":
-        from evoplastic.outer.adam import check_differentiable
-
-        try:
-            check_differentiable(cfg)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
     if cfg.rule.l1 < 0:
         raise ConfigError(f"rule.l1 must be ≥ 0, got {cfg.rule.l1}")
+    try:
+        if cfg.family == "paper":
+            validate_paper(cfg)
+        else:
+            validate_kcap(cfg.kcap)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     _check_speed_options(cfg)
     return cfg
 
@@ -342,6 +301,7 @@ def _check_speed_options(cfg: ExperimentConfig) -> None:
 
 
 __all__ = [
-    "AdamConfig", "ConfigError", "ESConfig", "ExperimentConfig", "NetworkConfig", "RuleConfig",
-    "TaskConfig", "config_from_dict", "config_to_dict", "load_config", "override_config", "parse_override", "validate",
+    "AdamConfig", "CONFIG_VERSION", "ConfigError", "ESConfig", "ExperimentConfig", "FAMILIES", "KcapConfig",
+    "NetworkConfig", "RuleConfig", "TaskConfig", "config_from_dict", "config_to_dict", "load_config", "migrate",
+    "override_config", "parse_override", "validate",
 ]

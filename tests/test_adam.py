@@ -8,8 +8,8 @@ from conftest import tiny_config
 
 from evoplastic.config import ConfigError
 from evoplastic.core.fitness import Evaluation
+from evoplastic.families import build_fitness, theta_space
 from evoplastic.outer.adam import AdamLoop, NotDifferentiableError
-from evoplastic.run.train import build_fitness
 
 
 @pytest.mark.parametrize("rule", ["bio", "pool"])
@@ -34,7 +34,7 @@ def test_meta_gradient_matches_finite_differences(rule):
 def test_adam_steps_move_theta_and_learn():
     cfg = tiny_config("outer=adam", "adam.lr=0.003", "task.k_shot=10")
     score = build_fitness(cfg)
-    loop = AdamLoop(cfg)
+    loop = AdamLoop(cfg, theta_space(cfg))
     start = loop.center()
     for step in range(3):
         metrics = loop.step(lambda theta, s=step: score(theta, s))
@@ -44,7 +44,7 @@ def test_adam_steps_move_theta_and_learn():
 
 
 def test_nan_meta_loss_is_skipped_and_counted():
-    loop = AdamLoop(tiny_config("outer=adam"))
+    loop = AdamLoop(cfg := tiny_config("outer=adam"), theta_space(cfg))
     start = loop.center()
 
     def nan_loss(theta):
@@ -64,7 +64,7 @@ def test_adam_refuses_activations_that_are_not_twice_differentiable(activation):
     from dataclasses import replace
 
     with pytest.raises(NotDifferentiableError, match="twice differentiable"):
-        AdamLoop(replace(cfg, outer="adam"))
+        AdamLoop(replace(cfg, outer="adam"), theta_space(cfg))
 
 
 def test_term_scaled_adam_steps_each_term_by_its_scale():
@@ -72,7 +72,7 @@ def test_term_scaled_adam_steps_each_term_by_its_scale():
 
     cfg = tiny_config("outer=adam", "rule.terms=pool", "adam.term_scaled=true", "task.k_shot=3")
     score = build_fitness(cfg)
-    loop = AdamLoop(cfg)
+    loop = AdamLoop(cfg, theta_space(cfg))
     start = loop.center()
     loop.step(lambda theta: score(theta, 0))
     moved = (loop.center() - start).abs()

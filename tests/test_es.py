@@ -10,16 +10,17 @@ import torch
 from conftest import tiny_config
 
 from evoplastic.core.fitness import DIVERGED_FITNESS, Evaluation
+from evoplastic.families import build_fitness, theta_space
 from evoplastic.outer.es import EvolutionLoop
 from evoplastic.run.rundir import RunDir
-from evoplastic.run.train import build_fitness, train
+from evoplastic.run.train import train
 
 
 @pytest.mark.parametrize("algorithm", ["cmaes", "pgpe", "snes", "xnes", "cem"])
 def test_every_algorithm_runs_generations(algorithm):
     cfg = tiny_config(f"es.algorithm={algorithm}")
     score = build_fitness(cfg)
-    loop = EvolutionLoop(cfg)
+    loop = EvolutionLoop(cfg, theta_space(cfg))
     for step in range(2):
         metrics = loop.step(lambda theta, s=step: score(theta, s))
     assert len(metrics["theta/center"]) == 3
@@ -32,7 +33,7 @@ def test_one_term_rule_can_be_searched(algorithm):
     """evotorch's CMAES cannot start in 1-D; the fa/bp baselines search θ_0 alone."""
     cfg = tiny_config("rule.terms=fa", f"es.algorithm={algorithm}")
     score = build_fitness(cfg)
-    loop = EvolutionLoop(cfg)
+    loop = EvolutionLoop(cfg, theta_space(cfg))
     metrics = loop.step(lambda theta: score(theta, 0))
     assert len(metrics["theta/center"]) == 1
     assert len(metrics["theta/best"]) == 1
@@ -49,7 +50,7 @@ def _fake_evaluation(theta: torch.Tensor, nan_rows: slice) -> Evaluation:
 
 @pytest.mark.parametrize("algorithm", ["cmaes", "pgpe", "snes", "xnes", "cem"])
 def test_nan_members_are_counted_not_fatal(algorithm):
-    loop = EvolutionLoop(tiny_config(f"es.algorithm={algorithm}"))
+    loop = EvolutionLoop(cfg := tiny_config(f"es.algorithm={algorithm}"), theta_space(cfg))
     metrics = loop.step(lambda theta: _fake_evaluation(theta, slice(0, 2)))
     assert metrics["es/diverged"] == 2
     assert metrics["fitness/mean"] < DIVERGED_FITNESS
@@ -123,7 +124,7 @@ def test_es_improves_the_rule_on_digits():
 
     cfg = tiny_config("steps=12", "task.k_shot=15", "es.population_size=8", "network.dims=[64,24,10]")
     score = build_fitness(cfg)
-    loop = EvolutionLoop(cfg)
+    loop = EvolutionLoop(cfg, theta_space(cfg))
     before = evaluate_theta(score, loop.center(), 0, 30, "check")["check/accuracy"]
     for step in range(cfg.steps):
         loop.step(lambda theta, s=step: score(theta, s))

@@ -14,12 +14,13 @@ from test_fused import assert_same_weights, fused_weights
 from test_inner import BIO, POOL, make_init, make_tasks, net_config, pool_theta
 
 from evoplastic.config import ConfigError
-from evoplastic.core.fitness import bytes_per_pair, members_in_cache, members_that_fit, weight_bytes
+from evoplastic.core.fitness import members_that_fit
+from evoplastic.families import build_fitness
 from evoplastic.families.paper import static
 from evoplastic.families.paper.inner import run_episode
 from evoplastic.families.paper.network import make_activation
+from evoplastic.families.paper.problem import bytes_per_pair, members_in_cache, weight_bytes
 from evoplastic.precision import matmul_precision, weight_dtype
-from evoplastic.run.train import build_fitness
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch sees none)")
 
@@ -137,9 +138,9 @@ def test_fitness_chunks_to_free_memory(monkeypatch):
     fitness = build_fitness(tiny_config())
     whole = fitness(theta, 3)
     calls = []
-    original = fitness.auto_chunk
-    monkeypatch.setattr("evoplastic.core.fitness.free_memory", lambda device: 1)  # room for one member per call
-    monkeypatch.setattr(fitness, "auto_chunk", lambda *a: calls.append(original(*a)) or calls[-1])
+    original = fitness.problem.auto_chunk
+    monkeypatch.setattr("evoplastic.families.paper.problem.free_memory", lambda device: 1)  # one member per call
+    monkeypatch.setattr(fitness.problem, "auto_chunk", lambda *a: calls.append(original(*a)) or calls[-1])
     chunked = fitness(theta, 3)
     assert calls == [1]
     torch.testing.assert_close(chunked.loss, whole.loss, rtol=1e-12, atol=0)

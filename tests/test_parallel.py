@@ -14,8 +14,8 @@ import torch
 from conftest import tiny_config
 
 from evoplastic.bench.mpi import child_env, find_mpiexec, mpiexec_command
+from evoplastic.families import build_fitness
 from evoplastic.run.parallel import AUTO_BLOCKS, Request, World, assemble, plan_blocks, rank_share, score_share
-from evoplastic.run.train import build_fitness
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_YAML = """\

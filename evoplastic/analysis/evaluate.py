@@ -24,6 +24,7 @@ from tqdm import tqdm
 from evoplastic.config import ConfigError, ExperimentConfig, RuleConfig, TaskConfig, override_config, validate
 from evoplastic.core.fitness import FitnessFunction
 from evoplastic.families.paper.data import Dataset, load_dataset
+from evoplastic.families.paper.problem import PaperProblem
 from evoplastic.families.paper.rules import NAMED_RULES, resolve_terms
 from evoplastic.families.paper.tasks import TaskSampler
 from evoplastic.run.rundir import RunDir
@@ -302,7 +303,8 @@ def evaluate_rules(rules: list[Rule], dataset: Dataset, task: TaskConfig, n_task
         sampler = TaskSampler(dataset, task)
     except ValueError as err:
         raise ValueError(f"cannot draw evaluation tasks: {err}") from None
-    scorers = [FitnessFunction(evaluation_config(rule, task, dataset, seed, device), sampler) for rule in rules]
+    configs = [evaluation_config(rule, task, dataset, seed, device) for rule in rules]
+    scorers = [FitnessFunction(PaperProblem(cfg, sampler), cfg) for cfg in configs]
     bar = tqdm(total=n_tasks * len(rules), desc="evaluate", unit="task", disable=not progress, leave=False)
     results = []
     for rule, fitness in zip(rules, scorers):

@@ -1,7 +1,8 @@
-"""Meta-loss of candidate rules: mean query cross-entropy over T common tasks + λ‖θ‖₁.
+"""Meta-loss of candidate rules, shared by every family: mean task loss over T common tasks + λ‖θ‖₁.
 
-Every candidate of a step sees the same T tasks and the same initial W and B (common
-random numbers), all derived from (run seed, step) so that any process rebuilds them.
+Every candidate of a step sees the same T tasks and initial states (common random numbers),
+drawn by the family's Problem from (run seed, step) so that any process rebuilds them. Here:
+the L1 term, NaN-safety and the reduction of a (P, T) score matrix to what an outer loop ranks.
 """
 
 from __future__ import annotations
@@ -10,22 +11,16 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from evoplastic.config import ExperimentConfig
-from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks
-from evoplastic.families.paper.inner import records_graph, run_episode
-from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
-from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights
-from evoplastic.families.paper.rules import resolve_terms
-from evoplastic.families.paper.tasks import TaskBatch, TaskSampler
-from evoplastic.precision import matmul_precision
-from evoplastic.seeding import make_generator
+from evoplastic.core.family import Batch, Problem
 
 DIVERGED_FITNESS = 1e6
 """Finite worst value given to a candidate whose episode produced NaN/inf."""
+MEMORY_FRACTION = 0.5
+"""Share of the free memory one inner-loop call may fill when es.member_chunk is 0."""
 
 
 @dataclass
@@ -33,7 +28,7 @@ class Evaluation:
     """Scores of P candidates; fitness is what the outer loop minimises."""
 
     loss: torch.Tensor
-    """(P,) mean query cross-entropy over the T tasks (NaN/inf when diverged)."""
+    """(P,) mean meta-loss over the T tasks (NaN/inf when diverged)."""
     accuracy: torch.Tensor
     """(P,) mean query accuracy over the T tasks."""
     fitness: torch.Tensor
@@ -41,7 +36,7 @@ class Evaluation:
     diverged: torch.Tensor
     """(P,) bool: the candidate's loss was not finite."""
     task_loss: torch.Tensor | None = None
-    """(P, T) query cross-entropy of each candidate on each task."""
+    """(P, T) meta-loss of each candidate on each task."""
     task_accuracy: torch.Tensor | None = None
     """(P, T) query accuracy of each candidate on each task."""
 
@@ -61,15 +56,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-MEMORY_FRACTION = 0.5
-"""Share of the free memory one inner-loop call may fill when es.member_chunk is 0."""
-CPU_CACHE_BYTES = 8 * 2**20
-"""Weights per call of the plain (eager) loop on CPU when es.member_chunk is 0: beyond the
-cache it runs slower per member (paper network, `evoplastic bench`: 19.4 member-episodes/s at
-8 pairs per call, 12.1 at 32; an ES generation of 16 members × 2 tasks: 3.0 s in chunks of 5
-members vs 3.6 s at once, two other jobs running), while small networks batch whole populations."""
-
-
 def free_memory(device: torch.device) -> int | None:
     """Bytes free on the GPU, or available RAM (Linux MemAvailable) on CPU; None when unknown."""
     if device.type == "cuda":
@@ -78,22 +64,6 @@ def free_memory(device: torch.device) -> int | None:
         return int(re.search(r"MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text()).group(1)) * 1024
     except (OSError, AttributeError):
         return None
-
-
-def weight_bytes(dims: tuple[int, ...], dtype: torch.dtype) -> int:
-    """Bytes of one network's plastic weights W."""
-    return n_weights(dims) * torch.finfo(dtype).bits // 8
-
-
-def bytes_per_pair(dims: tuple[int, ...], dtype: torch.dtype, steps: int, autograd: bool) -> int:
-    """Memory one (θ, task) pair needs in an episode, with margin: 3 copies of W without graph
-    (adapted, working, a temporary), 3 per online step when autograd keeps the unrolled graph."""
-    return weight_bytes(dims, dtype) * (3 * steps + 3 if autograd else 3)
-
-
-def members_in_cache(pair_weight_bytes: int, n_tasks: int) -> int:
-    """Members (each with n_tasks pairs) whose weights fit in CPU_CACHE_BYTES; at least one."""
-    return max(1, CPU_CACHE_BYTES // (pair_weight_bytes * n_tasks))
 
 
 def members_that_fit(free_bytes: int | None, pair_bytes: int, n_tasks: int) -> int:
@@ -110,94 +80,31 @@ def sanitise(loss: torch.Tensor, penalty: torch.Tensor) -> tuple[torch.Tensor, t
     return torch.where(diverged, torch.full_like(fitness, DIVERGED_FITNESS), fitness), diverged
 
 
-def check_compatible(cfg: ExperimentConfig, sampler: TaskSampler) -> None:
-    """The network must take the dataset's pixels and have an output for every label."""
-    dims, pixels = cfg.network.dims, sampler.dataset.n_features
-    if dims[0] != pixels:
-        raise ValueError(f"{sampler.dataset.name} images have {pixels} pixels but network.dims starts with "
-                         f"{dims[0]}; set network.dims[0] = {pixels}")
-    top = cfg.task.n_way - 1 if cfg.task.relabel else max(sampler.classes)
-    if top >= dims[-1]:
-        raise ValueError(f"label {top} does not fit {dims[-1]} output units; set network.dims[-1] ≥ {top + 1} "
-                         f"or task.relabel=true")
-
-
 class FitnessFunction:
-    """Scores candidate θ (paper units, searched terms only) on the tasks of a step."""
+    """Scores candidate θ (P, R) on the tasks of a step: the family's Problem, then the shared reduction."""
 
-    def __init__(self, cfg: ExperimentConfig, sampler: TaskSampler, device: torch.device | None = None):
-        check_compatible(cfg, sampler)
+    def __init__(self, problem: Problem, cfg: Any):
+        self.problem = problem
         self.cfg = cfg
-        self.sampler = sampler
-        self.terms = resolve_terms(cfg.rule.terms)
-        self.activation = make_activation(cfg.network)
-        self.device = device or resolve_device(cfg.device)
-        self.dtype = getattr(torch, cfg.dtype)
-        self.fused = cfg.es.compile and FusedOptions.for_precision(
-            cfg.es.precision, cuda_graph=cfg.es.cuda_graph and self.device.type == "cuda")
-        """False for the plain loop, else how the compiled loop runs (run_episode's compiled)."""
+        self.device, self.dtype = problem.device, problem.dtype
 
-    def draw(self, step: int | str, purpose: str, n_tasks: int) -> tuple[TaskBatch, NetworkState]:
-        """The T tasks and initial networks of a step, rebuilt identically anywhere."""
-        tasks = self.sampler.sample(n_tasks, make_generator(self.cfg.seed, purpose, "tasks", step))
-        init = init_network(self.cfg.network, n_tasks, make_generator(self.cfg.seed, purpose, "init", step), self.dtype)
-        return tasks.to(self.device, self.dtype), init.map(lambda t: t.to(self.device))
+    def draw(self, step: int | str, purpose: str, n_tasks: int) -> Batch:
+        return self.problem.draw(step, purpose, n_tasks)
 
-    def scores(
-        self, theta: torch.Tensor, tasks: TaskBatch, init: NetworkState, chunk: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and accuracy (P, T) of P candidates on each task, in chunks of members.
+    def scores(self, theta: torch.Tensor, batch: Batch, chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.problem.scores(theta, batch, chunk)
 
-        chunk: members per inner-loop call; 0 for as many as fit in MEMORY_FRACTION of the free memory
-        (and, for the plain loop on CPU, whose weights fit in CPU_CACHE_BYTES).
-        """
-        n_tasks = tasks.n_tasks
-        chunk = chunk or self.auto_chunk(n_tasks, tasks.train_x.shape[1], records_graph(theta))
-        chunk = min(chunk or theta.shape[0], theta.shape[0])
-        losses, accs = [], []
-        with matmul_precision(self.cfg.es.precision, self.device):
-            for start in range(0, theta.shape[0], chunk):
-                part = theta[start: start + chunk]
-                pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
-                result = run_episode(pairs, self.terms, tasks, init, self.activation, compiled=self.fused)
-                losses.append(result.loss.view(-1, n_tasks))
-                accs.append(result.accuracy.view(-1, n_tasks))
-        return torch.cat(losses), torch.cat(accs)
+    def diagnostics(self, theta: torch.Tensor, step: int | str) -> dict[str, Any]:
+        return self.problem.diagnostics(theta, step)
 
-    def auto_chunk(self, n_tasks: int, steps: int, autograd: bool) -> int:
-        """Members per inner-loop call: what fits in memory now, and in cache for the plain CPU loop (0: no limit)."""
-        pair = bytes_per_pair(self.cfg.network.dims, self.dtype, steps, autograd)
-        chunk = members_that_fit(free_memory(self.device), pair, n_tasks)
-        if self.device.type == "cpu" and not self.fused and not autograd:
-            in_cache = members_in_cache(weight_bytes(self.cfg.network.dims, self.dtype), n_tasks)
-            chunk = min(chunk, in_cache) if chunk else in_cache
-        return chunk
-
-    def run_notes(self) -> dict[str, list[str]]:
-        """What the run record should keep about how this process computed: compiled steps it refused."""
-        return {"compiled_fallbacks": compile_fallbacks()} if self.fused else {}
-
-    def diagnostics(self, theta: torch.Tensor, step: int | str, n_tasks: int = 4) -> dict[str, list[float]]:
-        """Alignment angles and orthonormality errors per hidden layer after learning with θ (R,).
-
-        Measured on the query images of n_tasks fresh tasks, with the adapted weights.
-        """
-        tasks, init = self.draw(step, "diagnostics", n_tasks)
-        theta = theta.to(self.device, self.dtype).unsqueeze(0).repeat(n_tasks, 1)
-        with torch.no_grad():
-            weights = run_episode(theta, self.terms, tasks, init, self.activation).weights
-            target = F.one_hot(tasks.query_y, weights[-1].shape[1]).to(self.dtype)
-            angles = mean_alignment_angles(weights, init.feedback, tasks.query_x, target, self.activation,
-                                           init.direct)
-            ortho = torch.stack([orthonormality_errors(weights, tasks.query_x[:, q], self.activation)
-                                 for q in range(tasks.query_x.shape[1])], 1).mean(1)
-        return {"eval/alignment": angles.nanmean(0).tolist(), "eval/orthonormality": ortho.mean(0).tolist()}
+    def run_notes(self) -> dict[str, Any]:
+        return self.problem.run_notes()
 
     def __call__(self, theta: torch.Tensor, step: int | str, purpose: str = "train", n_tasks: int = 0) -> Evaluation:
         """Evaluate (P, R) candidates on step's tasks; differentiable iff θ requires grad."""
         theta = theta.to(self.device, self.dtype)
-        tasks, init = self.draw(step, purpose, n_tasks or self.cfg.tasks_per_step)
-        task_loss, task_acc = self.scores(theta, tasks, init, self.cfg.es.member_chunk)
+        batch = self.problem.draw(step, purpose, n_tasks or self.cfg.tasks_per_step)
+        task_loss, task_acc = self.problem.scores(theta, batch, self.cfg.es.member_chunk)
         return self.evaluation(theta, task_loss, task_acc)
 
     def evaluation(self, theta: torch.Tensor, task_loss: torch.Tensor, task_acc: torch.Tensor) -> Evaluation:

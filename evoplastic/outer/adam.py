@@ -8,24 +8,12 @@ from typing import Any
 import torch
 
 from evoplastic.config import ExperimentConfig
-from evoplastic.families.paper.network import make_activation
-from evoplastic.outer.base import Evaluate, initial_theta, term_scales
+from evoplastic.core.family import ThetaSpace
+from evoplastic.outer.base import Evaluate
 
 
 class NotDifferentiableError(ValueError):
-    """The activation cannot be differentiated twice, so the Adam outer loop cannot use it."""
-
-
-def check_differentiable(cfg: ExperimentConfig) -> None:
-    """Refuse activations whose error pathway has no useful second derivative."""
-    activation = make_activation(cfg.network)
-    if not activation.twice_differentiable:
-        raise NotDifferentiableError(
-            f"the Adam outer loop differentiates through σ'(z) in the error pathway, but "
-            f"activation {activation.name!r} is not twice differentiable (its σ' is piecewise "
-            f"constant, so the meta-gradient through it is zero or undefined). Use outer=es, "
-            f"which needs no gradient, or a smooth activation: softplus, tanh or sigmoid."
-        )
+    """The family's meta-loss cannot be differentiated for this config, so the Adam outer loop cannot use it."""
 
 
 class AdamLoop:
@@ -33,12 +21,11 @@ class AdamLoop:
 
     needs_grad = True
 
-    def __init__(self, cfg: ExperimentConfig):
-        check_differentiable(cfg)
-        start = initial_theta(cfg)
-        # scaled: relative to θ_0's scale, so θ_0, θ_2 and θ_9 keep the paper's step size
-        self.scale = term_scales(cfg, relative=True) if cfg.adam.term_scaled else torch.ones_like(start)
-        self.coords = torch.nn.Parameter(start / self.scale)
+    def __init__(self, cfg: ExperimentConfig, space: ThetaSpace):
+        if space.no_gradient_reason:
+            raise NotDifferentiableError(space.no_gradient_reason)
+        self.scale = space.adam_scale_tensor()
+        self.coords = torch.nn.Parameter(space.initial_tensor() / self.scale)
         self.optimizer = torch.optim.Adam([self.coords], lr=cfg.adam.lr)
         self.skipped = 0
 

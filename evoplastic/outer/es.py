@@ -1,7 +1,7 @@
 """Evolution strategies over θ (evotorch): no graph, the whole population in one call.
 
-The search runs in per-term scaled coordinates c = θ / term_scale so that O(1) steps
-suit every term; θ is reported in paper units. evotorch is imported lazily (it pulls
+The search runs in scaled coordinates c = θ / scale (the family's ThetaSpace) so that O(1)
+steps suit every coordinate; θ is reported in the family's units. evotorch is imported lazily (it pulls
 in ray at import time): only ``make_outer`` imports this module, so the CLI starts instantly.
 """
 
@@ -20,7 +20,8 @@ with warnings.catch_warnings():
     from evotorch import Problem, algorithms
 
 from evoplastic.config import ESConfig, ExperimentConfig
-from evoplastic.outer.base import Evaluate, initial_theta, term_scales
+from evoplastic.core.family import ThetaSpace
+from evoplastic.outer.base import Evaluate
 
 logging.getLogger("evotorch").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
@@ -70,9 +71,9 @@ class EvolutionLoop:
 
     needs_grad = False
 
-    def __init__(self, cfg: ExperimentConfig):
-        self.scale = term_scales(cfg)
-        center = initial_theta(cfg) / self.scale
+    def __init__(self, cfg: ExperimentConfig, space: ThetaSpace):
+        self.scale = space.scale_tensor()
+        center = space.initial_tensor() / self.scale
         if cfg.es.algorithm == "cmaes" and len(center) == 1:
             # evotorch's CMAES cannot start in 1-D: add an ignored dummy coordinate
             center = torch.cat([center, center.new_zeros(1)])

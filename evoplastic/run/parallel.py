@@ -36,8 +36,7 @@ import torch
 
 from evoplastic.config import ExperimentConfig, config_from_dict, config_to_dict
 from evoplastic.core.fitness import Evaluation, FitnessFunction, resolve_device
-from evoplastic.families.paper.network import NetworkState
-from evoplastic.families.paper.tasks import TaskBatch
+from evoplastic.families import build_fitness
 
 LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
 """Environment variables set by MPICH/Intel MPI (PMI), PMIx (Open MPI, Slurm) or Open MPI's mpirun."""
@@ -107,8 +106,6 @@ def rank_device(cfg: ExperimentConfig, world: World) -> torch.device:
 
 def build_rank_fitness(cfg: ExperimentConfig, world: World) -> FitnessFunction:
     """This rank's fitness function on this rank's device (data loaded here, tasks rebuilt from the seed)."""
-    from evoplastic.run.train import build_fitness
-
     return build_fitness(replace(cfg, device=str(rank_device(cfg, world))))
 
 
@@ -124,13 +121,6 @@ def plan_blocks(n_members: int, n_tasks: int, member_chunk: int) -> list[Block]:
 def rank_share(n_blocks: int, world: World) -> range:
     """The contiguous run of blocks this rank scores."""
     return range(n_blocks * world.rank // world.size, n_blocks * (world.rank + 1) // world.size)
-
-
-def _task_subset(tasks: TaskBatch, init: NetworkState, part: slice) -> tuple[TaskBatch, NetworkState]:
-    """Tasks ``part`` as fresh tensors, so a block never depends on where it sat in the full batch."""
-    cut = lambda ts: None if ts is None else [t[part].clone() for t in ts]
-    fields = (tasks.train_x, tasks.train_y, tasks.query_x, tasks.query_y, tasks.classes)
-    return TaskBatch(*cut(fields)), init.map(lambda t: t[part].clone())
 
 
 def _fail_if_asked(world: World, request: Request) -> None:
@@ -149,14 +139,13 @@ def score_share(fitness: FitnessFunction, world: World, request: Request) -> dic
     if not mine:
         return {}
     theta = torch.from_numpy(request.theta).to(fitness.device, fitness.dtype)
-    tasks, init = fitness.draw(request.step, request.purpose, request.n_tasks)
+    batch = fitness.draw(request.step, request.purpose, request.n_tasks)
     out = {}
     with torch.no_grad():
         for index in mine:
             members, part = blocks[index]
-            block_tasks, block_init = (tasks, init) if part == slice(0, request.n_tasks) else \
-                _task_subset(tasks, init, part)
-            loss, acc = fitness.scores(theta[members], block_tasks, block_init, members.stop - members.start)
+            block = batch if part == slice(0, request.n_tasks) else batch.subset(part)
+            loss, acc = fitness.scores(theta[members], block, members.stop - members.start)
             out[index] = (loss.cpu().numpy(), acc.cpu().numpy())
     return out
 
@@ -215,8 +204,6 @@ def make_scorer(world: World, cfg: ExperimentConfig) -> tuple[FitnessFunction, F
     Under any MPI launch (``-n 1`` too) every evaluation goes through the blocks, so R never matters.
     """
     if world.comm is None:
-        from evoplastic.run.train import build_fitness
-
         fitness = build_fitness(cfg)
         return fitness, fitness
     for rank in range(1, world.size):

@@ -13,9 +13,7 @@ from tqdm import tqdm
 
 from evoplastic.config import ExperimentConfig, config_to_dict
 from evoplastic.core.fitness import Evaluation, FitnessFunction
-from evoplastic.families.paper.data import load_dataset
-from evoplastic.families.paper.rules import TERM_FORMULAS, resolve_terms
-from evoplastic.families.paper.tasks import TaskSampler
+from evoplastic.families import build_fitness, get_family, theta_space
 from evoplastic.outer import make_outer
 from evoplastic.run.rundir import RunDir
 
@@ -34,13 +32,6 @@ class RunSummary:
     loss: float
     warnings: tuple[str, ...] = ()
     """What went wrong but did not stop the run (a stuck Adam loop, a diverging final rule)."""
-
-
-def build_fitness(cfg: ExperimentConfig) -> FitnessFunction:
-    """Load the dataset and make the fitness function of an experiment."""
-    t = cfg.task
-    dataset = load_dataset(t.dataset, t.data_dir, t.split, t.download)
-    return FitnessFunction(cfg, TaskSampler(dataset, t))
 
 
 def evaluate_theta(score: Scorer, theta: torch.Tensor, step: int, n_tasks: int, purpose: str) -> dict[str, float]:
@@ -73,7 +64,7 @@ def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, fitness: Fit
     """
     fitness = fitness or build_fitness(cfg)
     score = score or fitness
-    outer = make_outer(cfg)
+    outer = make_outer(cfg, theta_space(cfg))
     step, elapsed = _resume(run, outer) if resume else (0, 0.0)
     episodes = sum(r.get("budget/episodes", 0) for r in run.metrics())
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, disable=not progress,
@@ -98,15 +89,11 @@ def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, fitness: Fit
 def finish(cfg: ExperimentConfig, run: RunDir, theta: torch.Tensor, score: Scorer) -> RunSummary:
     """Evaluate the final θ on fresh tasks, write theta.json and the plots."""
     final = evaluate_theta(score, theta, cfg.steps, cfg.final_eval_tasks, "final")
-    terms = resolve_terms(cfg.rule.terms)
     run.write_json("theta.json", {
-        "terms": list(terms),
-        "formulas": [TERM_FORMULAS[t] for t in terms],
+        **get_family(cfg.family).describe(cfg),
+        "labels": list(theta_space(cfg).labels),
         "theta": theta.tolist(),
-        "sign_convention": "paper: dW = -sum_r theta_r T_r",
         "outer": cfg.outer,
-        "activation": cfg.network.activation,
-        "feedback": cfg.network.feedback,
         **final,
     })
     from evoplastic.analysis.report import plot_run

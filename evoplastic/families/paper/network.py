@@ -13,13 +13,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from evoplastic.config import NetworkConfig
+from evoplastic.families.paper.config import FEEDBACK_MODES, NetworkConfig  # noqa: F401 — re-exported
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
-FEEDBACK_MODES = ("fa", "bp", "dfa")
-"""fa: fixed random feedback B (Xavier, independent of W); bp: B = W at every step; dfa: direct
-feedback, e_{ℓ-1} = (D_ℓᵀ e_L) ⊙ σ'(z_{ℓ-1}) with fixed random D_ℓ (n_L, n_{ℓ-1}) from the output."""
 
 
 @dataclass(frozen=True)

@@ -10,38 +10,14 @@ from __future__ import annotations
 import torch
 
 from evoplastic.families.paper.batched import vecmat
-
-N_TERMS = 10
-
-TERM_FORMULAS = (
-    "e_l y_{l-1}^T",
-    "y_l e_{l-1}^T",
-    "e_l e_{l-1}^T",
-    "W_l",
-    "1 e_{l-1}^T",
-    "(1^T y_l) e_l y_{l-1}^T",
-    "(y_l^T W_l e_{l-1}) y_l e_{l-1}^T",
-    "(y_l^T W_l e_{l-1}) e_l y_{l-1}^T",
-    "(e_l^T W_l y_{l-1}) y_l e_{l-1}^T",
-    "y_l y_{l-1}^T - y_l y_l^T W_l",
+from evoplastic.families.paper.terms import (  # noqa: F401 — the rule vocabulary, re-exported
+    DEFAULT_TERM_SCALE,
+    N_TERMS,
+    NAMED_RULES,
+    TERM_FORMULAS,
+    default_theta,
+    resolve_terms,
 )
-"""Human-readable formula of each term T0..T9 (paper Eqs. 14-23)."""
-
-NAMED_RULES = {
-    "fa": (0,),
-    "bp": (0,),
-    "bio": (0, 2, 9),
-    "ehebb": (0, 2),
-    "oja": (0, 9),
-    "pool": tuple(range(N_TERMS)),
-}
-"""Rule sets of the paper by name; ``fa`` and ``bp`` differ only in the feedback mode."""
-
-DEFAULT_TERM_SCALE = (1e-2, 1e-3, 1e-2, 1e-4, 1e-3, 1e-4, 1e-3, 1e-3, 1e-3, 1e-2)
-"""Paper units per ES search unit for each term, so that O(1) steps are sensible.
-
-T5 carries Σy_ℓ (tens), T6-T8 carry scalar products with W; their θ are much smaller.
-"""
 
 _NEEDS_BACKPROJECTION = frozenset({6, 7, 9})  # terms that use u = W^T y_l
 
@@ -55,31 +31,6 @@ def update_rank(terms: tuple[int, ...]) -> int:
     """Columns k of the factors U, V that low_rank_update returns for these terms (1 to 3)."""
     active = set(terms)
     return max(1, sum(bool(active & group) for group in ({0, 2, 5, 7}, {1, 4, 6, 8}, {9})))
-
-
-def resolve_terms(spec: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """Named rule or comma/space separated term indices -> sorted unique term indices."""
-    if isinstance(spec, str):
-        text = spec.strip().lower()
-        if text in NAMED_RULES:
-            return NAMED_RULES[text]
-        parts = text.replace(",", " ").split()
-        try:
-            spec = [int(p) for p in parts]
-        except ValueError:
-            raise ValueError(
-                f"unknown rule {spec!r}; use one of {', '.join(NAMED_RULES)} "
-                f"or term indices 0-{N_TERMS - 1} such as '0,2,9'"
-            ) from None
-    terms = tuple(sorted(set(int(t) for t in spec)))
-    if not terms or any(t < 0 or t >= N_TERMS for t in terms):
-        raise ValueError(f"rule terms must be a non-empty subset of 0..{N_TERMS - 1}, got {list(spec)}")
-    return terms
-
-
-def default_theta(terms: tuple[int, ...]) -> tuple[float, ...]:
-    """The paper's start: θ_0 = 1e-3, every other term 0."""
-    return tuple(1e-3 if t == 0 else 0.0 for t in terms)
 
 
 def expand_theta(theta: torch.Tensor, terms: tuple[int, ...]) -> torch.Tensor:

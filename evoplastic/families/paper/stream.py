@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from evoplastic.analysis.evaluate import Rule, evaluation_config, format_classes, mean_ci95
-from evoplastic.config import TaskConfig
 from evoplastic.core.fitness import resolve_device
+from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
 from evoplastic.families.paper.inner import apply_rule, online_step, query_scores
 from evoplastic.families.paper.metrics import mean_alignment_angles

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from evoplastic.config import TaskConfig
+from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
 
 
@@ -24,6 +25,10 @@ class TaskBatch:
     @property
     def n_tasks(self) -> int:
         return self.train_x.shape[0]
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> TaskBatch:
+        """The same tasks with fn applied to every tensor (slicing, cloning)."""
+        return TaskBatch(*(fn(t) for t in (self.train_x, self.train_y, self.query_x, self.query_y, self.classes)))
 
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> TaskBatch:
         return TaskBatch(

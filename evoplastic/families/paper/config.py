@@ -1,0 +1,105 @@
+"""The paper family's config sections: the plastic network and how few-shot image tasks are drawn.
+
+Plain frozen dataclasses (no torch): the shared schema in evoplastic.config nests them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from evoplastic.families.paper.terms import N_TERMS, resolve_terms
+
+ACTIVATION_NAMES = ("softplus", "relu", "leaky_relu", "tanh", "sigmoid", "hardtanh", "heaviside")
+"""Hidden nonlinearities (evoplastic.families.paper.network builds them)."""
+SMOOTH_ACTIVATIONS = ("softplus", "tanh", "sigmoid")
+"""Those twice differentiable, so that the Adam loop can differentiate through σ' in the error pathway."""
+FEEDBACK_MODES = ("fa", "bp", "dfa")
+"""fa: fixed random feedback B (Xavier, independent of W); bp: B = W at every step; dfa: direct
+feedback, e_{ℓ-1} = (D_ℓᵀ e_L) ⊙ σ'(z_{ℓ-1}) with fixed random D_ℓ (n_L, n_{ℓ-1}) from the output."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The plastic network: layer sizes, nonlinearity and feedback pathway."""
+
+    dims: tuple[int, ...] = (784, 170, 130, 100, 70, 47)
+    """Layer widths, input first; the last is the softmax output."""
+    activation: str = "softplus"
+    """Hidden nonlinearity: softplus, relu, leaky_relu, tanh, sigmoid, hardtanh, heaviside."""
+    beta: float = 10.0
+    """Softplus sharpness β (paper: 10)."""
+    negative_slope: float = 0.01
+    """Slope of leaky_relu for negative inputs."""
+    surrogate_width: float = 1.0
+    """Width of heaviside's fast-sigmoid surrogate derivative 1/(1+|z|/w)^2."""
+    feedback: str = "fa"
+    """Error pathway: fa (fixed random B), bp (B = W at every step, i.e. backprop) or dfa (direct
+    feedback: fixed random D_ℓ carries the output error e_L to every layer)."""
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Where images come from and how an M-way few-shot online task is drawn."""
+
+    dataset: str = "emnist"
+    """emnist, mnist, fashion-mnist, digits, npz:PATH or idx:DIR."""
+    split: str = "train"
+    """train or test split of torchvision/IDX datasets."""
+    data_dir: str = ""
+    """Cache/download directory; empty means ~/.cache/evoplastic."""
+    download: bool = False
+    """Allow torchvision to download a missing dataset."""
+    n_way: int = 5
+    k_shot: int = 50
+    """Training images per class, presented once, shuffled, one at a time."""
+    n_query: int = 10
+    classes: tuple[int, ...] = ()
+    """Class ids tasks are drawn from; empty means all classes of the dataset."""
+    relabel: bool = False
+    """Map a task's classes to labels 0..n_way-1 instead of dataset class ids."""
+    class_replacement: bool = False
+    """Draw a task's classes with replacement, as the published code does (a class may repeat)."""
+
+
+def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {key} {value!r}; choose one of: {', '.join(allowed)}")
+
+
+def check_differentiable(network: NetworkConfig) -> None:
+    """Refuse activations whose error pathway has no useful second derivative (the Adam loop needs one)."""
+    if network.activation not in SMOOTH_ACTIVATIONS:
+        raise ValueError(
+            f"the Adam outer loop differentiates through σ'(z) in the error pathway, but "
+            f"activation {network.activation!r} is not twice differentiable (its σ' is piecewise "
+            f"constant, so the meta-gradient through it is zero or undefined). Use outer=es, "
+            f"which needs no gradient, or a smooth activation: {', '.join(SMOOTH_ACTIVATIONS)}."
+        )
+
+
+def validate(cfg: Any) -> None:
+    """Check the paper family's sections of an experiment config (network, task, rule, es.term_scale)."""
+    net, task = cfg.network, cfg.task
+    if len(net.dims) < 2 or any(d < 1 for d in net.dims):
+        raise ValueError(f"network.dims must be ≥ 2 positive widths, got {list(net.dims)}")
+    _choice(net.activation, ACTIVATION_NAMES, "network.activation")
+    _choice(net.feedback, FEEDBACK_MODES, "network.feedback")
+    for key in ("n_way", "k_shot", "n_query"):
+        if getattr(task, key) < 1:
+            raise ValueError(f"task.{key} must be ≥ 1, got {getattr(task, key)}")
+    if task.relabel and task.class_replacement:
+        raise ValueError("task.relabel and task.class_replacement conflict: a repeated class would get two labels")
+    if task.relabel and net.dims[-1] < task.n_way:
+        raise ValueError(f"task.relabel needs ≥ n_way={task.n_way} outputs, but network.dims ends in {net.dims[-1]}")
+    try:
+        terms = resolve_terms(cfg.rule.terms)
+    except ValueError as err:
+        raise ValueError(f"rule.terms: {err}") from None
+    if cfg.rule.theta_init and len(cfg.rule.theta_init) != len(terms):
+        raise ValueError(f"rule.theta_init has {len(cfg.rule.theta_init)} values but rule.terms "
+                         f"{cfg.rule.terms!r} searches {len(terms)} terms {list(terms)}")
+    if cfg.es.term_scale and len(cfg.es.term_scale) != N_TERMS:
+        raise ValueError(f"es.term_scale needs {N_TERMS} values (one per pool term), got {len(cfg.es.term_scale)}")
+    if cfg.outer == "adam":
+        check_differentiable(net)

@@ -1,0 +1,63 @@
+"""The paper's system as a network family: its θ space, data, problem and rule description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from evoplastic.config import ExperimentConfig
+from evoplastic.core.family import ThetaSpace
+from evoplastic.families.paper.config import check_differentiable, validate
+from evoplastic.families.paper.data import load_dataset
+from evoplastic.families.paper.problem import PaperProblem
+from evoplastic.families.paper.tasks import TaskSampler
+from evoplastic.families.paper.terms import DEFAULT_TERM_SCALE, TERM_FORMULAS, default_theta, resolve_terms
+
+
+class PaperFamily:
+    """Shervani-Tabar & Rosenbaum: a feed-forward network learning M-way image tasks online."""
+
+    name = "paper"
+
+    def validate(self, cfg: ExperimentConfig) -> None:
+        validate(cfg)
+
+    def theta_space(self, cfg: ExperimentConfig) -> ThetaSpace:
+        """The searched terms in paper units, ES scales per term, Adam scales relative to θ_0's."""
+        terms = resolve_terms(cfg.rule.terms)
+        scale = cfg.es.term_scale or DEFAULT_TERM_SCALE
+        try:
+            check_differentiable(cfg.network)
+            reason = ""
+        except ValueError as err:
+            reason = str(err)
+        return ThetaSpace(
+            initial=tuple(cfg.rule.theta_init or default_theta(terms)),
+            scales=tuple(scale[t] for t in terms),
+            labels=tuple(f"θ_{t}" for t in terms),
+            formulas=tuple(TERM_FORMULAS[t] for t in terms),
+            # relative to θ_0's scale, so that θ_0, θ_2 and θ_9 keep the paper's step size
+            adam_scales=tuple(scale[t] / scale[0] for t in terms) if cfg.adam.term_scaled else (),
+            no_gradient_reason=reason,
+        )
+
+    def build_problem(self, cfg: ExperimentConfig, device: torch.device | None = None) -> PaperProblem:
+        """Load the dataset and make the problem of an experiment."""
+        t = cfg.task
+        dataset = load_dataset(t.dataset, t.data_dir, t.split, t.download)
+        return PaperProblem(cfg, TaskSampler(dataset, t), device)
+
+    def describe(self, cfg: ExperimentConfig) -> dict[str, Any]:
+        terms = resolve_terms(cfg.rule.terms)
+        return {
+            "family": self.name,
+            "terms": list(terms),
+            "formulas": [TERM_FORMULAS[t] for t in terms],
+            "sign_convention": "paper: dW = -sum_r theta_r T_r",
+            "activation": cfg.network.activation,
+            "feedback": cfg.network.feedback,
+        }
+
+
+FAMILY = PaperFamily()
