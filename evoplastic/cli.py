@@ -79,6 +79,9 @@ def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> None:
                     progress=not args.no_progress)
     if score is not fitness:
         score.close()  # releases the worker ranks
+    from evoplastic.analysis.report import plot_run
+
+    plot_run(run)
     theta = ", ".join(f"{v:.6g}" for v in summary.theta)
     print(f"final θ = [{theta}]")
     print(f"query accuracy on {cfg.final_eval_tasks} fresh tasks: {100 * summary.accuracy:.2f} % "

@@ -6,12 +6,13 @@ family only through this registry and the protocols of ``evoplastic.core.family`
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # the schema imports families/<name>/config.py through this package: no torch here
+    import torch
 
-from evoplastic.core.family import Family, ThetaSpace
-from evoplastic.core.fitness import FitnessFunction
+    from evoplastic.core.family import Family, ThetaSpace
+    from evoplastic.core.fitness import FitnessFunction
 
 FAMILY_MODULES = {"paper": "evoplastic.families.paper.family", "kcap": "evoplastic.families.kcap.family"}
 """Family name (the config's ``family`` key) -> module whose FAMILY implements core.family.Family."""
@@ -31,4 +32,6 @@ def theta_space(cfg: Any) -> ThetaSpace:
 
 def build_fitness(cfg: Any, device: torch.device | None = None) -> FitnessFunction:
     """Load the family's data and make the fitness function of an experiment (on device, default the config's)."""
+    from evoplastic.core.fitness import FitnessFunction
+
     return FitnessFunction(get_family(cfg.family).build_problem(cfg, device), cfg)

@@ -16,6 +16,7 @@ from evoplastic.core.fitness import Evaluation, FitnessFunction
 from evoplastic.families import build_fitness, get_family, theta_space
 from evoplastic.outer import make_outer
 from evoplastic.run.rundir import RunDir
+from evoplastic.stats import mean_ci95
 
 Scorer = Callable[[torch.Tensor, "int | str", str, int], Evaluation]
 """(θ (P, R), step, purpose, n_tasks) -> Evaluation; the FitnessFunction or its MPI wrapper."""
@@ -44,8 +45,8 @@ def evaluate_theta(score: Scorer, theta: torch.Tensor, step: int, n_tasks: int, 
         accs.append(ev.task_accuracy.reshape(-1))
         losses.append(ev.task_loss.reshape(-1))
     acc, loss = torch.cat(accs).double(), torch.cat(losses).double()
-    ci = 1.96 * float(acc.std()) / math.sqrt(len(acc)) if len(acc) > 1 else float("nan")
-    return {f"{purpose}/accuracy": float(acc.mean()), f"{purpose}/accuracy_ci95": ci,
+    mean, ci = mean_ci95(acc)
+    return {f"{purpose}/accuracy": mean, f"{purpose}/accuracy_ci95": ci,
             f"{purpose}/loss": float(loss.mean()), f"{purpose}/tasks": len(acc)}
 
 
@@ -87,7 +88,7 @@ def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, fitness: Fit
 
 
 def finish(cfg: ExperimentConfig, run: RunDir, theta: torch.Tensor, score: Scorer) -> RunSummary:
-    """Evaluate the final θ on fresh tasks, write theta.json and the plots."""
+    """Evaluate the final θ on fresh tasks and write theta.json (the CLI draws the plots)."""
     final = evaluate_theta(score, theta, cfg.steps, cfg.final_eval_tasks, "final")
     run.write_json("theta.json", {
         **get_family(cfg.family).describe(cfg),
@@ -96,9 +97,6 @@ def finish(cfg: ExperimentConfig, run: RunDir, theta: torch.Tensor, score: Score
         "outer": cfg.outer,
         **final,
     })
-    from evoplastic.analysis.report import plot_run
-
-    plot_run(run)
     return RunSummary(run, theta.tolist(), final["final/accuracy"], final["final/accuracy_ci95"], final["final/loss"],
                       health_warnings(cfg, run.metrics(), final))
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from evoplastic.analysis.evaluate import Rule, evaluation_config, format_classes, mean_ci95
+from evoplastic.analysis.rule import Rule, evaluation_config, format_classes
 from evoplastic.core.fitness import resolve_device
 from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
@@ -23,6 +23,7 @@ from evoplastic.families.paper.metrics import mean_alignment_angles
 from evoplastic.families.paper.network import init_network, make_activation
 from evoplastic.families.paper.rules import expand_theta
 from evoplastic.seeding import make_generator
+from evoplastic.stats import mean_ci95
 
 ALIGNMENT_SAMPLES = 20
 """Test images per checkpoint over which fa alignment angles are averaged."""
