@@ -19,6 +19,7 @@ from evoplastic.families.kcap.config import KcapConfig
 from evoplastic.families.kcap.config import validate as validate_kcap
 from evoplastic.families.paper.config import NetworkConfig, TaskConfig
 from evoplastic.families.paper.config import validate as validate_paper
+from evoplastic.yamlfile import load_yaml
 
 CONFIG_VERSION = 2
 """2: the family key and its sections (kcap); 1 (no config_version): the paper's sections only."""
@@ -204,7 +205,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} not found; see the YAML files in configs/")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = load_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a mapping of config keys")
         values = loaded

@@ -16,7 +16,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "evoplastic"
 
-LEAVES = {"evoplastic", "evoplastic.seeding", "evoplastic.precision", "evoplastic.stats"}
+LEAVES = {"evoplastic", "evoplastic.seeding", "evoplastic.precision", "evoplastic.stats", "evoplastic.yamlfile"}
 SCHEMA = {"evoplastic.config", "evoplastic.families.paper.config", "evoplastic.families.paper.terms",
           "evoplastic.families.kcap.config"}
 ALLOWED = {  # module prefix -> prefixes it may import (besides itself and LEAVES)
