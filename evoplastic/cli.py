@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 PASS_THROUGH = {"evaluate": "evoplastic.analysis.evaluate", "compare": "evoplastic.analysis.compare",
-                "bench": "evoplastic.bench.suite"}
+                "bench": "evoplastic.bench.suite", "data": "evoplastic.families.paper.data"}
 """Subcommands that parse their own arguments: the module's main(argv) gets the rest."""
 BENCHES = {"inner": "evoplastic.bench.inner", "mpi": "evoplastic.bench.mpi"}
 """``bench inner`` and ``bench mpi``; plain ``bench`` (or ``bench all``) runs the whole suite."""
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", add_help=False, help="report.md + plots comparing runs (e.g. ES vs Adam)")
 
+    p = sub.add_parser("data", add_help=False, help="download a named dataset (emnist, mnist, fashion-mnist) into "
+                                                   "the data directory")
+
     p = sub.add_parser("bench", help="speed: 'bench' runs everything as ratios; 'bench inner', 'bench mpi' "
                                      "scan one part (each has --help)",
                        add_help=False)
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"evoplastic: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("evoplastic: interrupted; continue with 'evoplastic train --resume RUN_DIR'", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        run_dir = getattr(err, "run_dir", None)  # set by RunDir.lock while a run trains
+        hint = f"; continue with 'evoplastic train --resume {shlex.quote(str(run_dir))}'" if run_dir else ""
+        print(f"evoplastic: interrupted{hint}", file=sys.stderr)
         return 130

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from evoplastic.config import ExperimentConfig, load_config
+from evoplastic.families.paper.data import DATA_ENV
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+os.environ.setdefault(DATA_ENV, str(SHARED_DATA))  # named datasets (configs' task.dataset=emnist) read from here
 
 
 def tiny_config(*overrides: str) -> ExperimentConfig:

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from evoplastic.families.paper.data import DataError, load_dataset, read_idx
+from evoplastic.families.paper.data import DataError, data_directory, load_dataset, read_idx
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 EMNIST_SUBSET = SHARED_DATA / "emnist-balanced-subset.npz"
@@ -154,6 +155,136 @@ def test_bad_split():
 
 
 def test_torchvision_without_download_explains_the_fix(tmp_path):
-    with pytest.raises(DataError, match=r"emnist \(train\) not found under .*task.download=true.*task.data_dir"):
+    with pytest.raises(DataError, match=rf"emnist \(train\) is not in the data directory {tmp_path} "
+                                        r"\(task.data_dir\).*task.download=true"):
         load_dataset("emnist", data_dir=str(tmp_path), download=False)
     assert not any(tmp_path.rglob("*.gz"))  # nothing was fetched
+
+
+# Validation as a dataset loads (issue 12, item 3): bad entries are counted and the file named.
+
+def save_npz(path: Path, images, labels, **extra) -> str:
+    np.savez(path, images=images, labels=labels, **extra)
+    return f"npz:{path}"
+
+
+def test_nan_or_inf_images_are_counted_and_the_file_named(tmp_path):
+    images = np.random.default_rng(0).random((6, 4))
+    images[1, 2], images[4, 0] = np.nan, np.inf
+    spec = save_npz(tmp_path / "nan.npz", images, np.arange(6) % 3)
+    with pytest.raises(DataError, match=rf"{tmp_path / 'nan.npz'}: 2 of 6 images hold NaN or inf pixel values "
+                                        r"\(first: image 1\)"):
+        load_dataset(spec)
+
+
+def test_float_labels_must_be_whole_numbers(tmp_path):
+    images = np.zeros((4, 3), np.uint8)
+    whole = load_dataset(save_npz(tmp_path / "whole.npz", images, np.array([0.0, 1.0, 2.0, 1.0])))
+    assert whole.labels.tolist() == [0, 1, 2, 1] and whole.labels.dtype == torch.int64
+    spec = save_npz(tmp_path / "frac.npz", images, np.array([0.0, 1.5, 2.0, 0.7]))
+    with pytest.raises(DataError, match=r"frac.npz: 2 of 4 labels are not whole numbers \(first: 1.5 at index 1\)"):
+        load_dataset(spec)  # before: silently truncated to 1 and 0
+
+
+@pytest.mark.parametrize("images, labels, extra, message", [
+    (np.zeros((3, 4)), np.array([0, -1, 1]), {}, "1 labels are negative"),
+    (np.zeros((3, 4)), np.array(["a", "b", "c"]), {}, "labels have dtype <U1; give integer class ids"),
+    (np.zeros((0, 4)), np.zeros(0, int), {}, r"holding at least one image, got shape \(0, 4\)"),
+    (np.zeros(5), np.zeros(5, int), {}, r"holding at least one image, got shape \(5,\)"),
+    (np.zeros((3, 4)), np.zeros((3, 2), int), {}, r"3 images but 6 labels \(shape \(3, 2\)\)"),
+    (np.zeros((3, 4)), np.array([0, 2, 0]), {"classes": np.array(["x", "y", "z"])},
+     r"1 of 3 named classes have no images \(ids \[1\]\)"),
+    (np.zeros((3, 4)), np.array([0, 3, 1]), {"classes": np.array(["x", "y", "z"])},
+     "1 labels are ≥ 3, the number of class names"),
+])
+def test_invalid_arrays_are_errors_naming_the_file(images, labels, extra, message, tmp_path):
+    with pytest.raises(DataError, match=rf"bad.npz: .*{message}"):
+        load_dataset(save_npz(tmp_path / "bad.npz", images, labels, **extra))
+
+
+def test_garbage_npz_file_is_a_data_error(tmp_path):
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file at all")
+    with pytest.raises(DataError, match=r"junk.npz is not a readable npz file"):
+        load_dataset(f"npz:{tmp_path / 'junk.npz'}")
+
+
+# Named datasets from a data directory (issue 12, item 8).
+
+def toy_emnist(directory: Path) -> Path:
+    """A 3-class stand-in for the offline EMNIST subset, under its real file name."""
+    images, labels = toy_images(n=9)
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(directory / "emnist-balanced-subset.npz", images=images, labels=labels, classes=np.array(list("abc")))
+    return directory
+
+
+def test_named_dataset_comes_from_the_data_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("EVOPLASTIC_DATA", raising=False)
+    ds = load_dataset("emnist", data_dir=str(toy_emnist(tmp_path)))
+    assert ds.name == "emnist" and ds.images.shape == (9, 9) and ds.class_names == ("a", "b", "c")
+    assert ds.source == str(tmp_path / "emnist-balanced-subset.npz")
+
+
+def test_environment_variable_names_the_data_directory_and_the_key_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOPLASTIC_DATA", str(toy_emnist(tmp_path / "env")))
+    assert data_directory("") == (tmp_path / "env", "$EVOPLASTIC_DATA")
+    assert load_dataset("emnist").source == str(tmp_path / "env" / "emnist-balanced-subset.npz")
+    toy_emnist(tmp_path / "key")
+    assert load_dataset("emnist", data_dir=str(tmp_path / "key")).source.startswith(str(tmp_path / "key"))
+    monkeypatch.delenv("EVOPLASTIC_DATA")
+    assert data_directory("")[0] == Path.home() / ".cache" / "evoplastic"
+
+
+def test_named_idx_directory_in_the_data_directory(tmp_path):
+    images, labels = toy_images()
+    (tmp_path / "fashion-mnist").mkdir()
+    write_idx(tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz", labels)
+    ds = load_dataset("fashion-mnist", data_dir=str(tmp_path), split="test")
+    assert ds.name == "fashion-mnist" and ds.images.shape == (6, 9)
+    with pytest.raises(DataError, match=r"fashion-mnist \(train\) is not in the data directory"):
+        load_dataset("fashion-mnist", data_dir=str(tmp_path), split="train")  # only the test split is there
+
+
+def test_missing_named_dataset_prints_the_command_that_gets_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOPLASTIC_DATA", str(tmp_path / "my data"))
+    with pytest.raises(DataError) as err:
+        load_dataset("emnist")
+    message = str(err.value)
+    assert f"is not in the data directory {tmp_path / 'my data'} ($EVOPLASTIC_DATA)" in message
+    assert f"Get it with: evoplastic data emnist --data-dir '{tmp_path / 'my data'}'" in message
+
+
+def test_data_command_reports_an_offline_copy(tmp_path, capsys):
+    from evoplastic.cli import main
+
+    assert main(["data", "emnist", "--data-dir", str(toy_emnist(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert f"emnist (train): 9 images, 3 classes, from {tmp_path / 'emnist-balanced-subset.npz'}" in out
+
+
+CONFIGS = [p for p in sorted(Path(__file__).resolve().parents[1].glob("configs/**/*.yaml"))
+           if (yaml.safe_load(p.read_text()) or {}).get("family", "paper") == "paper"]
+"""The configs of the paper's family, whose tasks read an image dataset."""
+
+
+@pytest.mark.skipif(not EMNIST_SUBSET.is_file(), reason=f"shared EMNIST subset not present at {EMNIST_SUBSET}")
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_config_finds_its_data_through_the_data_directory(config, monkeypatch):
+    """configs/ name datasets (no ../shared paths); with the data directory CI uses, each one loads."""
+    from evoplastic.config import load_config
+
+    monkeypatch.setenv("EVOPLASTIC_DATA", str(SHARED_DATA))
+    task = load_config(config).task
+    assert not task.dataset.startswith(("npz:", "idx:")), "configs name datasets instead of paths"
+    ds = _cached_load(task.dataset, task.data_dir, task.split)
+    assert len(ds.labels) > 0
+
+
+_LOADED: dict = {}
+
+
+def _cached_load(name: str, data_dir: str, split: str):
+    if (name, data_dir, split) not in _LOADED:
+        _LOADED[name, data_dir, split] = load_dataset(name, data_dir, split)
+    return _LOADED[name, data_dir, split]

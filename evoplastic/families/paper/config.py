@@ -47,7 +47,8 @@ class TaskConfig:
     split: str = "train"
     """train or test split of torchvision/IDX datasets."""
     data_dir: str = ""
-    """Cache/download directory; empty means ~/.cache/evoplastic."""
+    """Data directory of the named datasets (offline copies, torchvision cache); empty means $EVOPLASTIC_DATA,
+    else ~/.cache/evoplastic."""
     download: bool = False
     """Allow torchvision to download a missing dataset."""
     n_way: int = 5
