@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from evoplastic.config import ExperimentConfig, config_to_dict
 from evoplastic.core.fitness import Evaluation, FitnessFunction
 from evoplastic.families import build_fitness, get_family, theta_space
 from evoplastic.outer import make_outer
+from evoplastic.run.health import check_scored, health_warnings
 from evoplastic.run.rundir import RunDir
 from evoplastic.stats import mean_ci95
 
@@ -59,10 +59,16 @@ def _resume(run: RunDir, outer: Any) -> tuple[int, float]:
 
 def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, fitness: FitnessFunction | None = None,
           score: Scorer | None = None, progress: bool = True) -> RunSummary:
-    """Run (or continue) an experiment into ``run``; returns the final evaluation.
+    """Run (or continue) an experiment into ``run``, holding its lock throughout; returns the final evaluation.
 
     ``score`` evaluates candidates (default: ``fitness`` itself; the MPI wrapper under mpirun).
     """
+    with run.lock():  # a second process training into the same run is refused
+        return _train(cfg, run, resume, fitness, score, progress)
+
+
+def _train(cfg: ExperimentConfig, run: RunDir, resume: bool, fitness: FitnessFunction | None,
+           score: Scorer | None, progress: bool) -> RunSummary:
     fitness = fitness or build_fitness(cfg)
     score = score or fitness
     outer = make_outer(cfg, theta_space(cfg))
@@ -84,6 +90,7 @@ def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, fitness: Fit
                              "config": config_to_dict(cfg)})
         bar.set_postfix(loss=f"{record['train/loss']:.3f}", acc=f"{record['train/accuracy']:.3f}")
     run.update_json("meta.json", fitness.run_notes())
+    check_scored(run.metrics(), run.path)  # every member of every generation diverged: no rule to report
     return finish(cfg, run, outer.center(), score)
 
 
@@ -99,16 +106,3 @@ def finish(cfg: ExperimentConfig, run: RunDir, theta: torch.Tensor, score: Score
     })
     return RunSummary(run, theta.tolist(), final["final/accuracy"], final["final/accuracy_ci95"], final["final/loss"],
                       health_warnings(cfg, run.metrics(), final))
-
-
-def health_warnings(cfg: ExperimentConfig, records: list[dict[str, Any]], final: dict[str, float]) -> tuple[str, ...]:
-    """Plain-language warnings about a finished run: most Adam steps skipped, or a final θ that diverges."""
-    notes = []
-    skipped = max((r.get("adam/skipped", 0) for r in records), default=0)
-    if cfg.outer == "adam" and records and skipped >= max(10, len(records) // 2):
-        notes.append(f"Adam skipped {skipped} of {len(records)} steps (meta-loss or gradient not finite): θ is "
-                     "stuck where episodes diverge, a failure seen in some seeds when the first steps give θ_9 "
-                     "the wrong sign; try another seed, a smaller adam.lr, or outer=es")
-    if not math.isfinite(final["final/loss"]):
-        notes.append("the final θ diverges on the evaluation tasks (query loss not finite)")
-    return tuple(notes)
