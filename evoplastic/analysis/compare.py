@@ -21,7 +21,7 @@ import numpy as np
 
 from evoplastic.analysis import evaluate
 from evoplastic.analysis.evaluate import Rule, RuleEvaluation
-from evoplastic.analysis.report import moving_average
+from evoplastic.analysis.report import smooth, training_curve
 from evoplastic.config import ExperimentConfig
 from evoplastic.families.paper.rules import N_TERMS, TERM_FORMULAS
 
@@ -118,17 +118,18 @@ def plot_learning(runs: list[RunRecord], out: Path) -> Path:
         for col, (x_key, x_label) in enumerate(X_AXES):
             ax = axes[row, col]
             for i, run in enumerate(runs):
-                x, y = _xy(run.records, x_key, f"train/{metric}")
+                x, y, _ = training_curve(run.records, metric, x_key, run.config.rule.l1)
                 if len(x):
-                    ax.plot(x, moving_average(y, max(1, len(y) // 20)), color=f"C{i}", label=run.label)
+                    ax.plot(x, smooth(y, metric), color=f"C{i}", label=run.label)
                 x, y = _xy(run.records, x_key, f"eval/{metric}")
                 if len(x):
                     ax.plot(x, y, "o--", color=f"C{i}", ms=3, lw=0.8)
             ax.set_xlabel(x_label)
             ax.set_ylabel(name)
+            ax.set_yscale("log" if metric == "loss" else "linear")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("lines: training tasks, moving average (ES: population mean); dashed markers: centre θ on "
-                 "fresh tasks", fontsize=9)
+    fig.suptitle("lines: training tasks; accuracy: moving average (ES: population mean); loss, log axis: moving "
+                 "median (ES: population median of loss + λ‖θ‖₁); dashed markers: centre θ on fresh tasks", fontsize=9)
     return _save(fig, out)
 
 

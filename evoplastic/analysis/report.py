@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from evoplastic.families.paper.rules import resolve_terms
+from evoplastic.families import theta_space
 from evoplastic.run.rundir import RunDir
 
 
@@ -21,13 +21,47 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def series(records: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Steps and values of every record that has ``key``."""
-    rows = [(r["step"], r[key]) for r in records if key in r and r[key] is not None]
+def moving_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing median over up to ``window`` points, ignoring NaN: one huge value cannot lift its neighbours."""
+    out = np.empty_like(values, dtype=float)
+    for i in range(len(values)):
+        chunk = values[max(0, i - window + 1): i + 1]
+        chunk = chunk[np.isfinite(chunk)]
+        out[i] = np.median(chunk) if len(chunk) else np.nan
+    return out
+
+
+def series(records: list[dict[str, Any]], key: str, x_key: str = "step") -> tuple[np.ndarray, np.ndarray]:
+    """x values (x_key) and values of every record that has both keys."""
+    rows = [(r[x_key], r[key]) for r in records if r.get(key) is not None and r.get(x_key) is not None]
     if not rows:
         return np.array([]), np.array([])
     steps, values = zip(*rows)
-    return np.asarray(steps), np.asarray(values, dtype=float)
+    return np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+
+
+def training_curve(records: list[dict[str, Any]], metric: str, x_key: str = "step",
+                   l1: float = 0.0) -> tuple[np.ndarray, np.ndarray, str]:
+    """x, y and what y is (for the legend) of the training accuracy or loss against x_key.
+
+    ES loss: the population median (of loss + λ‖θ‖₁ when λ > 0), NaN where every member diverged, so one
+    diverging member cannot flatten the curve as the mean did; otherwise train/<metric> (ES: mean over the
+    members that did not diverge).
+    """
+    if metric != "loss" or not any("fitness/median" in r for r in records):
+        x, y = series(records, f"train/{metric}", x_key)
+        return x, y, "population mean" if any("es/diverged" in r for r in records) else "one candidate"
+    rows = [r for r in records if "fitness/median" in r and r.get(x_key) is not None]
+    x = np.array([r[x_key] for r in rows], dtype=float)
+    y = np.array([np.nan if r.get("es/diverged", 0) >= len(r.get("fitness/members", [None])) else r["fitness/median"]
+                  for r in rows], dtype=float)
+    return x, y, "population median" + (" of loss + λ‖θ‖₁" if l1 else "")
+
+
+def smooth(values: np.ndarray, metric: str) -> np.ndarray:
+    """The plotted line: accuracy as a moving average, loss as a moving median, over a 20th of the points."""
+    window = max(1, len(values) // 20)
+    return moving_median(values, window) if metric == "loss" else moving_average(values, window)
 
 
 def _figure():
@@ -39,36 +73,45 @@ def _figure():
     return plt
 
 
-def plot_learning(records: list[dict[str, Any]], out: Path, title: str) -> None:
-    """Query accuracy and loss per step (moving average) with fresh-task evaluations."""
+def learning_figure(records: list[dict[str, Any]], title: str, l1: float = 0.0):
+    """Query accuracy and loss per step (smoothed, loss on a log axis) with fresh-task evaluations."""
     plt = _figure()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     window = max(1, len(records) // 20)
-    for ax, key, label in ((axes[0], "accuracy", "query accuracy"), (axes[1], "loss", "query loss")):
-        steps, values = series(records, f"train/{key}")
+    for ax, key, label in ((axes[0], "accuracy", "query accuracy"), (axes[1], "loss", "query loss (log axis)")):
+        steps, values, what = training_curve(records, key, l1=l1)
         if len(steps):
             ax.plot(steps, values, alpha=0.25, color="C0")
-            ax.plot(steps, moving_average(values, window), color="C0", label=f"train (avg {window})")
+            average = "median" if key == "loss" else "avg"
+            ax.plot(steps, smooth(values, key), color="C0", label=f"train: {what} (moving {average} {window})")
         steps, values = series(records, f"eval/{key}")
         if len(steps):
             ax.plot(steps, values, "o-", color="C1", ms=3, label="centre θ, fresh tasks")
+        if key == "loss":
+            ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_learning(records: list[dict[str, Any]], out: Path, title: str, l1: float = 0.0) -> None:
+    """Write learning_figure to out (PNG)."""
+    fig = learning_figure(records, title, l1)
     fig.savefig(out, dpi=90)
-    plt.close(fig)
+    _figure().close(fig)
 
 
-def plot_theta(records: list[dict[str, Any]], terms: tuple[int, ...], out: Path, title: str) -> None:
+def plot_theta(records: list[dict[str, Any]], labels: tuple[str, ...], out: Path, title: str) -> None:
     """Trajectories of each searched θ_r (paper units, symmetric-log axis)."""
     plt = _figure()
     steps, _ = series(records, "train/loss")
     theta = np.array([r["theta/center"] for r in records if "theta/center" in r], dtype=float)
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for i, term in enumerate(terms):
-        ax.plot(steps[: len(theta)], theta[:, i], label=f"θ_{term}")
+    for i, label in enumerate(labels):
+        ax.plot(steps[: len(theta)], theta[:, i], label=label)
     ax.set_yscale("symlog", linthresh=1e-4)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("step")
@@ -111,8 +154,8 @@ def plot_run(run: RunDir) -> list[Path]:
         return []
     title = f"{cfg.name}: {cfg.outer}, {cfg.network.activation}, {cfg.network.feedback}"
     written = [plots / "learning.png", plots / "theta.png"]
-    plot_learning(records, written[0], title)
-    plot_theta(records, resolve_terms(cfg.rule.terms), written[1], title)
+    plot_learning(records, written[0], title, cfg.rule.l1)
+    plot_theta(records, theta_space(cfg).labels, written[1], title)
     if plot_alignment(records, plots / "alignment.png", title):
         written.append(plots / "alignment.png")
     return written
