@@ -1,0 +1,62 @@
+"""The k-cap RNN of seed 004 as a network family: its θ space, problem and rule description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from evoplastic.config import ExperimentConfig
+from evoplastic.core.family import ThetaSpace
+from evoplastic.families.kcap.config import validate
+from evoplastic.families.kcap.problem import KcapProblem
+from evoplastic.families.kcap.rules import POOL, initial_theta, theta_labels, theta_scales, theta_size
+
+
+def _formula(label: str) -> str:
+    """The pool formula behind a θ label such as 'hebb' or 'M_rec/oja'; '' for MLP weights."""
+    term = POOL.get(label.rpartition("/")[2])
+    return term.formula if term else ""
+
+
+class KcapFamily:
+    """Balwani, Gupta & Shu: an RNN with a k-cap activation learning without labels by a local rule."""
+
+    name = "kcap"
+
+    def validate(self, cfg: ExperimentConfig) -> None:
+        validate(cfg.kcap)
+        if cfg.rule.theta_init and len(cfg.rule.theta_init) != theta_size(cfg.kcap):
+            raise ValueError(f"rule.theta_init has {len(cfg.rule.theta_init)} values but this kcap rule searches "
+                             f"{theta_size(cfg.kcap)} ({', '.join(theta_labels(cfg.kcap))})")
+
+    def theta_space(self, cfg: ExperimentConfig) -> ThetaSpace:
+        """The pool's coefficients (or the MLP's weights), per matrix when kcap.per_matrix."""
+        self.validate(cfg)
+        labels = tuple(theta_labels(cfg.kcap))
+        start = cfg.rule.theta_init or tuple(initial_theta(cfg.kcap, torch.float64).tolist())
+        return ThetaSpace(initial=tuple(start), scales=tuple(theta_scales(cfg.kcap, torch.float64).tolist()),
+                          labels=labels, formulas=tuple(_formula(label) for label in labels))
+
+    def build_problem(self, cfg: ExperimentConfig, device: torch.device | None = None) -> KcapProblem:
+        self.validate(cfg)
+        return KcapProblem(cfg, device)
+
+    def describe(self, cfg: ExperimentConfig) -> dict[str, Any]:
+        k = cfg.kcap
+        return {
+            "family": self.name,
+            "rule": k.rule,
+            "terms": list(k.terms) if k.rule == "pool" else [],
+            "formulas": [_formula(t) for t in k.terms] if k.rule == "pool" else [],
+            "sign_convention": "kcap: dM = +sum_r theta_r T_r",
+            "per_matrix": k.per_matrix,
+            "plastic": list(k.plastic),
+            "normalise": k.normalise,
+            "objective": k.objective,
+            "n_hidden": k.n_hidden,
+            "cap": k.cap,
+        }
+
+
+FAMILY = KcapFamily()

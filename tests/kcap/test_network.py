@@ -1,0 +1,58 @@
+"""k-cap activation (exactly k ones, lowest index wins ties), initial weights and the forward pass."""
+
+import torch
+
+from evoplastic.families.kcap.config import KcapConfig
+from evoplastic.families.kcap.network import KcapState, activity, decode, encode, init_state, kcap
+from evoplastic.seeding import make_generator
+
+
+def test_kcap_has_exactly_k_ones_at_the_largest():
+    x = torch.randn(5, 7, 20, generator=make_generator(0), dtype=torch.float64)
+    out = kcap(x, 4)
+    assert set(out.unique().tolist()) == {0.0, 1.0}
+    assert (out.sum(-1) == 4).all()
+    kept_min = torch.where(out.bool(), x, torch.inf).min(-1).values
+    dropped_max = torch.where(out.bool(), -torch.inf, x).max(-1).values
+    assert (kept_min > dropped_max).all()
+
+
+def test_kcap_ties_go_to_the_lowest_index():
+    assert kcap(torch.zeros(1, 6), 2).tolist() == [[1, 1, 0, 0, 0, 0]]
+    x = torch.tensor([[0.0, 3.0, 1.0, 3.0, 1.0, 1.0]])
+    assert kcap(x, 3).tolist() == [[0, 1, 1, 1, 0, 0]]  # both 3s, then the first of the tied 1s
+    assert kcap(x, 1).tolist() == [[0, 1, 0, 0, 0, 0]]
+    assert kcap(torch.ones(3, 100), 5)[:, :5].sum() == 15  # beyond topk's small-size paths too
+
+
+def test_init_state_shapes_scale_and_dtype():
+    cfg = KcapConfig(n_features=10, n_hidden=64)
+    s32 = init_state(cfg, 3, make_generator(1))
+    s64 = init_state(cfg, 3, make_generator(1), torch.float64)
+    assert s32.M_in.shape == (3, 64, 10) and s32.M_rec.shape == (3, 64, 64) and s32.M_out.shape == (3, 10, 64)
+    assert s64.M_in.dtype == torch.float64 and torch.allclose(s32.M_in.double(), s64.M_in, atol=1e-6)
+    assert abs(s64.M_rec.square().sum(2).mean().item() - 1) < 0.05  # rows of norm ≈ 1
+    assert (s64.M_out == 0).all()
+
+
+def test_encode_runs_the_recurrence():
+    cfg = KcapConfig(n_features=4, n_hidden=9, cap=3, recurrent_steps=2)
+    state = init_state(cfg, 2, make_generator(2), torch.float64)
+    x = torch.randn(2, 5, 4, generator=make_generator(3), dtype=torch.float64)
+    xs = activity(state, x, cfg)
+    assert len(xs) == 4 and (xs[-1].sum(-1) == 3).all()
+    x1 = kcap(x @ state.M_in.transpose(1, 2), 3)
+    x3 = kcap(kcap(x1 @ state.M_rec.transpose(1, 2), 3) @ state.M_rec.transpose(1, 2), 3)
+    assert torch.equal(encode(state, x, cfg), x3)
+    assert decode(state, x3).shape == (2, 5, 4)
+
+
+def test_expand_tiles_tasks_and_is_finite():
+    cfg = KcapConfig(n_features=3, n_hidden=4, cap=1)
+    state = init_state(cfg, 2, make_generator(4), torch.float64)
+    big = state.expand(3)
+    assert big.n_pairs == 6 and torch.equal(big.M_rec[4], state.M_rec[0]) and torch.equal(big.M_in[5], state.M_in[1])
+    assert state.expand(1) is state
+    bad = KcapState(big.M_in.clone(), big.M_rec, big.M_out)
+    bad.M_in[2, 0, 0] = float("nan")
+    assert bad.is_finite().tolist() == [True, True, False, True, True, True]
