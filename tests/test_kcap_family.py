@@ -158,3 +158,25 @@ def _wait_for_steps(root: Path, steps: int, proc: subprocess.Popen, timeout: flo
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.05)
     raise AssertionError(f"no {steps} logged steps under {root} within {timeout} s")
+
+
+def test_evaluate_scores_kcap_runs_beside_their_baselines(tmp_path, capsys):
+    from evoplastic.analysis.evaluate import main
+
+    cfg = tiny_kcap("steps=1", "eval_every=0")
+    runs = []
+    for seed in (0, 1):
+        run = RunDir.create(replace(cfg, seed=seed, name=f"k{seed}"), tmp_path)
+        train(replace(cfg, seed=seed), run, progress=False)
+        runs.append(str(run.path))
+    out = tmp_path / "eval.json"
+    assert main([*runs, "--tasks", "6", "--ablate", "--no-progress", "--json", str(out),
+                 "--set", "kcap.labels_per_class=2"]) == 0
+    text = capsys.readouterr().out
+    assert "untrained k-cap RNN" in text and "raw 10-D input" in text and "without oja" in text
+    data = json.loads(out.read_text())
+    labels = [row["label"] for row in data["rows"]]
+    assert labels[:2] == [Path(r).name for r in runs] and len(labels) == 2 + 4 + 2
+    assert all(len(row["probe_accuracy"]) == 6 for row in data["rows"])
+    assert sorted(set(data["groups"])) == [0, 1, 2]  # tasks cycle through the three datasets
+    assert data["rows"][-1]["ae_mse"][0] is None or data["rows"][-1]["ae_mse"][0] != data["rows"][-1]["ae_mse"][0]

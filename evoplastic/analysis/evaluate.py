@@ -36,12 +36,18 @@ from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evalua
     same_dataset,
     task_config,
 )
-from evoplastic.config import TaskConfig
+from evoplastic.analysis.tables import grouped_tables, rows_to_json
+from evoplastic.config import ConfigError, ExperimentConfig, TaskConfig, override_config
 from evoplastic.core.fitness import FitnessFunction
+from evoplastic.families import get_family
 from evoplastic.families.paper.data import Dataset
 from evoplastic.families.paper.problem import PaperProblem
 from evoplastic.families.paper.tasks import TaskSampler
+from evoplastic.run.rundir import RunDir
 from evoplastic.stats import mean_ci95
+
+FAMILY_METRICS = ("probe_accuracy", "probe_loss", "ae_mse", "emd")
+"""Columns of a k-cap evaluation (the family's scores; NaN cells print as —)."""
 
 
 @dataclass
@@ -154,8 +160,9 @@ def _run_stream(args: argparse.Namespace, rules: list[Rule], dataset: Dataset, c
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evoplastic evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("rule", metavar="RULE",
-                   help="run directory, theta.json, or NAME:θ,… (e.g. bio:0.013,-0.054,-0.0065)")
+    p.add_argument("rule", metavar="RULE", nargs="+",
+                   help="run directory, theta.json, or NAME:θ,… (e.g. bio:0.013,-0.054,-0.0065); k-cap runs: "
+                        "one or more run directories, scored on identical tasks")
     p.add_argument("--dataset", help="digits, emnist, mnist, fashion-mnist, npz:PATH or idx:DIR "
                                      "(default: the run's meta-training dataset)")
     p.add_argument("--split", choices=("train", "test"), help="split of torchvision/IDX datasets (default: the run's)")
@@ -177,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edit the rule's config, e.g. network.dims=[64,48,32,10] (repeatable)")
     p.add_argument("--ablate", action="store_true",
                    help="also evaluate the rule with each term zeroed (paired Δ shows which terms matter)")
+    p.add_argument("--autoencoders", action="store_true",
+                   help="k-cap runs: also train the backprop RNN and MLP autoencoders on every task (slower)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results (with per-task values) as JSON")
     p.add_argument("--stream", type=int, metavar="N", help="Fig. 1 protocol: one online stream of N samples")
     p.add_argument("--every", type=int, default=250, help="--stream: test every this many samples (250)")
@@ -187,7 +196,62 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _family_of(text: str) -> str:
+    """The family of a RULE given as a run directory or a theta.json inside one; 'paper' otherwise."""
+    path = Path(text).expanduser()
+    run = path if path.is_dir() else path.parent
+    if (run / "config.yaml").is_file():
+        return RunDir.open(run).config().family
+    return "paper"
+
+
+def _family_rule(text: str, overrides: list[str]) -> tuple[str, ExperimentConfig, torch.Tensor]:
+    """(label, config with overrides, θ) of a run directory or theta.json of a non-paper family."""
+    path = Path(text).expanduser()
+    run = RunDir.open(path if path.is_dir() else path.parent)
+    try:
+        cfg = override_config(run.config(), overrides)
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+    data = json.loads((path / "theta.json" if path.is_dir() else path).read_text()) \
+        if (path / "theta.json").is_file() or path.is_file() else None
+    if data is None:
+        rows = [r for r in run.metrics() if "theta/center" in r]
+        if not rows:
+            raise ValueError(f"{path} has no theta.json and no logged θ yet: nothing to evaluate")
+        data = {"theta": rows[-1]["theta/center"]}
+    return run.path.name, cfg, torch.tensor(data["theta"], dtype=torch.float64)
+
+
+def _run_family(args: argparse.Namespace, family_name: str) -> int:
+    """RULEs of a family that brings its own evaluation: the rules and its baselines on the same tasks."""
+    family = get_family(family_name)
+    rules = [_family_rule(text, args.set) for text in args.rule]
+    if any(_family_of(text) != family_name for text in args.rule):
+        raise ValueError(f"evaluate compares rules of one family at a time; {args.rule} mix families")
+    cfg = rules[0][1]
+    if args.ablate:  # the first rule with each coordinate zeroed: which ones matter (paired Δ)
+        label, _, theta = rules[0]
+        names = get_family(family_name).theta_space(cfg).labels
+        rules += [(f"without {name}", cfg, theta.index_fill(0, torch.tensor([i]), 0.0)) for i, name in enumerate(names)]
+    evaluated = family.evaluate(cfg, [(label, theta) for label, _, theta in rules], args.tasks, args.seed,
+                                args.baselines, args.autoencoders, args.device)
+    print(f"{args.tasks} fresh tasks, seed {args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
+    print(grouped_tables(evaluated, FAMILY_METRICS))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"mode": "family", "family": family_name, "tasks": args.tasks,
+                                         "seed": args.seed, "overrides": args.set, **rows_to_json(evaluated)}))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    family_name = _family_of(args.rule[0])
+    if family_name != "paper":
+        return _run_family(args, family_name)
+    if len(args.rule) > 1:
+        raise ValueError("the paper family's evaluate takes one RULE (add --ablate and the fa/bp baselines instead)")
+    args.rule = args.rule[0]
     rule = parse_rule(args.rule, args.set)
     rules = [rule] + (ablated_rules(rule) if args.ablate else [])
     rules += baseline_rules(rule, args.fa_theta, args.bp_theta) if args.baselines else []

@@ -9,6 +9,7 @@ import torch
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.family import ThetaSpace
 from evoplastic.families.kcap.config import validate
+from evoplastic.families.kcap.evaluation import Evaluated, evaluate
 from evoplastic.families.kcap.problem import KcapProblem
 from evoplastic.families.kcap.rules import POOL, initial_theta, theta_labels, theta_scales, theta_size
 
@@ -57,6 +58,12 @@ class KcapFamily:
             "n_hidden": k.n_hidden,
             "cap": k.cap,
         }
+
+
+    def evaluate(self, cfg: ExperimentConfig, rules: list[tuple[str, torch.Tensor]], n_tasks: int, seed: int,
+                 baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> Evaluated:
+        """The rules beside the untrained network, the raw input and (optionally) backprop autoencoders."""
+        return evaluate(cfg, rules, n_tasks, seed, baselines, autoencoders, device)
 
 
 FAMILY = KcapFamily()

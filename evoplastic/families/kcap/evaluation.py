@@ -1,0 +1,82 @@
+"""Rules and the seed's baselines scored on identical fresh tasks: what ``evoplastic evaluate`` shows for k-cap runs.
+
+Every row — each rule, the untrained k-cap RNN, the raw 10-D input and (optionally) the backprop
+RNN and MLP autoencoders — sees the same tasks, drawn in blocks from (seed, block) only, so rows
+are paired; scores stay per task (T,) for confidence intervals and per-dataset tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from evoplastic.config import ExperimentConfig
+from evoplastic.families.kcap.baselines import AutoencoderConfig, autoencoder_scores, untrained_scores
+from evoplastic.families.kcap.config import DATASETS
+from evoplastic.families.kcap.metrics import raw_scores
+from evoplastic.families.kcap.problem import KcapBatch, KcapProblem
+from evoplastic.seeding import make_generator
+
+PURPOSE = "evaluate"
+"""Random-stream key of evaluation tasks, distinct from training's train/eval/final draws."""
+TASK_BLOCK = 50
+"""Tasks per draw; block b's tasks depend only on (seed, b)."""
+METRICS = ("probe_accuracy", "probe_loss", "ae_mse", "emd")
+"""Scores every row reports (NaN where a row has none, e.g. the raw input's read-out MSE)."""
+AUTOENCODERS = {"backprop RNN autoencoder (tanh)": AutoencoderConfig(kind="rnn"),
+                "backprop MLP autoencoder (tanh)": AutoencoderConfig(kind="mlp")}
+"""The seed's Fig. 2 comparison: same widths and depth, smooth activation, Adam on the task's stream."""
+
+
+@dataclass
+class Evaluated:
+    """Per-task scores of every row on the same T tasks, and which dataset each task came from."""
+
+    rows: list[tuple[str, dict[str, torch.Tensor]]]
+    """(label, {metric: (T,) float64}) in display order."""
+    groups: torch.Tensor
+    """(T,) dataset index of each task."""
+    group_names: tuple[str, ...]
+
+
+def _block_rows(problem: KcapProblem, batch: KcapBatch, rules: list[tuple[str, torch.Tensor]], baselines: bool,
+                autoencoders: bool, block: int) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """Every row's scores on one block of tasks."""
+    cfg, tasks = problem.kcap, batch.tasks
+    rows = [(label, problem.pair_scores(theta.view(1, -1).to(problem.device, problem.dtype), batch))
+            for label, theta in rules]
+    if baselines:
+        with torch.no_grad():
+            rows.append(("untrained k-cap RNN", untrained_scores(tasks, batch.init, cfg)))
+            rows.append(("raw 10-D input", raw_scores(tasks, cfg)))
+    if autoencoders:
+        for label, ae in AUTOENCODERS.items():
+            generator = make_generator(problem.cfg.seed, PURPOSE, "autoencoder", label, block)
+            rows.append((label, {k: v.detach() for k, v in autoencoder_scores(tasks, cfg, ae, generator).items()}))
+    return rows
+
+
+def evaluate(cfg: ExperimentConfig, rules: list[tuple[str, torch.Tensor]], n_tasks: int = 100, seed: int = 0,
+             baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> Evaluated:
+    """Scores (T,) of each (label, θ (R,)) rule and the baselines on n_tasks tasks of cfg.kcap's datasets."""
+    if n_tasks < 1:
+        raise ValueError(f"--tasks must be ≥ 1, got {n_tasks}")
+    problem = KcapProblem(replace(cfg, seed=seed, device=device))
+    blocks, groups = [], []
+    for block, start in enumerate(range(0, n_tasks, TASK_BLOCK)):
+        batch = problem.draw(block, PURPOSE, min(TASK_BLOCK, n_tasks - start))
+        blocks.append(_block_rows(problem, batch, rules, baselines, autoencoders, block))
+        groups.append(batch.tasks.dataset.cpu())
+    rows = []
+    for i, (label, _) in enumerate(blocks[0]):
+        per_task = {m: torch.cat([_metric(b[i][1], m) for b in blocks]) for m in METRICS}
+        rows.append((label, per_task))
+    return Evaluated(rows, torch.cat(groups), DATASETS)
+
+
+def _metric(scores: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """One metric (T,) as float64 on the CPU; NaN when the row has no such score."""
+    if name in scores:
+        return scores[name].detach().double().cpu()
+    return torch.full((len(next(iter(scores.values()))),), float("nan"), dtype=torch.float64)
