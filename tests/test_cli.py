@@ -253,3 +253,21 @@ def test_interrupt_prints_the_run_to_resume(tmp_path, capsys, monkeypatch):
     assert main(["train", "configs/quickstart.yaml", *TINY, "--runs-dir", str(tmp_path), "--no-progress"]) == 130
     (run,) = tmp_path.iterdir()
     assert f"interrupted; continue with 'evoplastic train --resume {run}'" in capsys.readouterr().err
+
+
+def test_evaluate_and_compare_through_the_cli(tmp_path, capsys):
+    """`evoplastic evaluate` and `evoplastic compare`, dispatched by cli.main, on two tiny runs (ES, Adam)."""
+    es_run, adam_run = train_tiny(tmp_path / "es", "name=es_tiny"), train_tiny(tmp_path / "adam", "outer=adam",
+                                                                                "name=adam_tiny")
+    capsys.readouterr()
+    assert main(["evaluate", str(es_run), "--tasks", "4", "--no-progress", "--json", str(tmp_path / "eval.json")]) == 0
+    assert "4 tasks of digits (train)" in capsys.readouterr().out
+    results = json.loads((tmp_path / "eval.json").read_text())["results"]
+    assert [r["label"] for r in results] == [es_run.name, "fa baseline", "bp baseline"]
+    assert results[0]["theta"] == json.loads((es_run / "theta.json").read_text())["theta"]
+    assert all(len(r["task_accuracy"]) == 4 for r in results)
+    out = tmp_path / "report"
+    assert main(["compare", str(es_run), str(adam_run), "--out", str(out), "--eval-tasks", "4", "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "report.md")
+    held_out = (out / "report.md").read_text().split("## Held-out evaluation")[1]
+    assert "| es_tiny |" in held_out and "| adam_tiny |" in held_out and (out / "learning.png").is_file()

@@ -98,6 +98,9 @@ def test_non_differentiable_activations_run_under_es(activation, tmp_path):
     summary = train(cfg, RunDir.create(cfg, tmp_path), progress=False)
     assert 0.0 <= summary.accuracy <= 1.0
     assert all(map(lambda v: abs(v) < 1e3, summary.theta))
+    theta = torch.tensor([[0.01, -0.02, 0.003]], dtype=torch.float64)  # same θ, tasks and initial W as softplus
+    loss, softplus = build_fitness(cfg)(theta, 0).loss, build_fitness(tiny_config("steps=2"))(theta, 0).loss
+    assert torch.isfinite(loss).all() and not torch.allclose(loss, softplus)  # the activation is used
 
 
 def _strip_time(records):
