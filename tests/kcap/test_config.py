@@ -30,6 +30,7 @@ def test_defaults_are_valid():
     ({"probe_ridge": 0.0}, "probe_ridge"),
     ({"moons_noise": -0.1}, "moons_noise"),
     ({"circles_factor": 1.5}, "circles_factor"),
+    ({"rule": "mlp", "mlp_hidden": 1}, "mlp_hidden"),
 ])
 def test_bad_values_name_the_key(change, key):
     with pytest.raises(ValueError, match=f"kcap.{key}"):

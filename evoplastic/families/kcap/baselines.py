@@ -5,8 +5,9 @@
   Adam on each task's unlabelled stream, all T tasks trained at once as a batch.
 - The seed's outer loop: the one-step look-ahead autoencoding loss. At sampled stream positions s
   the rule is applied once to the network M_s (reached with θ held constant, as the seed treats
-  the inner weights), and the updated encoder's reconstruction of the next sample x_{s+1} through
-  the read-out of M_s is scored. The gradient reaches θ through a straight-through k-cap.
+  the inner weights), and the updated network reconstructs the next sample x_{s+1} through its own
+  read-out (refit on the stream, held constant). The gradient reaches θ through a straight-through
+  k-cap. (Scoring through M_s's old read-out instead rewards rules that change nothing.)
 """
 
 from __future__ import annotations
@@ -140,11 +141,13 @@ class Rollout:
     """Networks reached at C stream positions (θ held constant), stacked c-major: pair c·N + n."""
 
     state: KcapState
-    """(C·N) networks before sample s_c, M_out the ridge read-out of that network on its stream."""
+    """(C·N) networks before sample s_c (their M_out unused)."""
     current: torch.Tensor
     """(C·N, n) the sample x_{s_c} the rule learns from."""
     following: torch.Tensor
     """(C·N, n) the next sample x_{s_c + 1} the updated network is scored on."""
+    stream: torch.Tensor
+    """(C·N, S, n) each pair's whole unlabelled stream, which the updated network's read-out is fit on."""
 
 
 def lookahead_positions(n_samples: int, count: int) -> list[int]:
@@ -163,22 +166,23 @@ def rollout(theta: torch.Tensor, unlabelled: torch.Tensor, init: KcapState, cfg:
             saved.append(state)
         state = learn_step(theta, state, tile(unlabelled[:, step], copies), cfg)
     stacked = KcapState(*(torch.cat([getattr(s, name) for s in saved]) for name in ("M_in", "M_rec", "M_out")))
-    stream = tile(unlabelled, copies * len(positions))
     sample = lambda offset: torch.cat([tile(unlabelled[:, s + offset], copies) for s in positions])
-    return Rollout(with_readout(stacked, stream, cfg), sample(0), sample(1))
+    return Rollout(stacked, sample(0), sample(1), tile(unlabelled, copies * len(positions)))
 
 
 def one_step_losses(theta: torch.Tensor, roll: Rollout, cfg: KcapConfig,
                     cap: Cap = kcap_straight_through) -> torch.Tensor:
-    """(C·N,) squared error of x_{s+1} reconstructed by M_s updated once by θ on x_s, read out by M_s's M_out.
+    """(C·N,) squared error of x_{s+1} through M_s updated once by θ on x_s, and that network's read-out.
 
-    theta is (1, R), shared, or (N, R), one row per pair of the rollout's tasks.
+    theta is (1, R), shared, or (N, R), one row per pair of the rollout's tasks. The read-out is
+    the ridge fit on the stream for the updated encoder, held constant (no gradient through the fit).
     """
     pairs = roll.current.shape[0]
     theta = theta.expand(pairs, -1) if theta.shape[0] == 1 else theta.repeat(pairs // theta.shape[0], 1)
     updated = learn_step(theta, roll.state, roll.current, cfg)
+    readout = with_readout(updated.map(torch.Tensor.detach), roll.stream, cfg)
     latent = encode(updated, roll.following.unsqueeze(1), cfg, cap)
-    return reconstruction_mse(decode(roll.state, latent), roll.following.unsqueeze(1))
+    return reconstruction_mse(decode(readout, latent), roll.following.unsqueeze(1))
 
 
 def lookahead_loss(theta: torch.Tensor, tasks: KcapTasks, init: KcapState, cfg: KcapConfig,

@@ -102,6 +102,8 @@ def validate(cfg: KcapConfig) -> KcapConfig:
         _require(isinstance(value, int) and value >= 1, f"kcap.{key}={value!r}: must be an integer ≥ 1")
     _require(isinstance(cfg.recurrent_steps, int) and cfg.recurrent_steps >= 0,
              f"kcap.recurrent_steps={cfg.recurrent_steps!r}: must be an integer ≥ 0")
+    _require(cfg.rule != "mlp" or cfg.mlp_hidden >= 2,
+             f"kcap.mlp_hidden={cfg.mlp_hidden}: the mlp rule needs ≥ 2 hidden units (its start uses two)")
     _require(cfg.cap <= cfg.n_hidden, f"kcap.cap={cfg.cap} exceeds kcap.n_hidden={cfg.n_hidden}; "
                                       f"set cap ≤ n_hidden (e.g. n_hidden // 8)")
     _require(cfg.n_unlabelled >= 2, f"kcap.n_unlabelled={cfg.n_unlabelled}: need ≥ 2 samples to learn and "

@@ -21,7 +21,8 @@ def tile(x: torch.Tensor, copies: int) -> torch.Tensor:
     return x if copies == 1 else x.repeat(copies, *([1] * (x.dim() - 1)))
 
 
-def fit_linear(features: torch.Tensor, targets: torch.Tensor, ridge: float, bias: bool = False) -> tuple:
+def fit_linear(features: torch.Tensor, targets: torch.Tensor, ridge: float,
+               bias: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Ridge least squares per pair: argmin_W (1/B)‖F W + c - Y‖² + λ‖W‖² (c unpenalised, 0 unless bias).
 
     features (N, B, F), targets (N, B, O) -> W (N, F, O), c (N, 1, O). Solves the F×F normal

@@ -107,26 +107,28 @@ def theta_scales(cfg: KcapConfig, dtype: torch.dtype = torch.float32) -> torch.T
 
 
 MLP_START_HEBB = 1e-2
-"""The MLP starts as the least-squares approximation of ΔM_ij = MLP_START_HEBB · pre_j post_i."""
+"""The MLP starts as ΔM_ij ≈ MLP_START_HEBB · pre_j post_i (for binary post), like the pool's start."""
+MLP_START_SLOPE, MLP_START_GATE = 0.1, 5.0
+"""Input slope a and post gate b of the two units that build the start's Hebb term."""
 
 
 def _mlp_start(h: int) -> torch.Tensor:
-    """Fixed random first layer (seeded), output layer fit to a small Hebb rule on sampled inputs."""
+    """Units 0, 1 give (η/a)[tanh(a pre + b post - b) - tanh(b post - b)]: η·pre·(1 + O(a²)) when post = 1,
+    η·sech²(b)·pre ≈ 2e-4 η·pre when post = 0. Units 2.. get seeded random inputs and zero output
+    weights, so they change nothing yet still carry a gradient."""
+    a, b, eta = MLP_START_SLOPE, MLP_START_GATE, MLP_START_HEBB
     g = make_generator("kcap", "mlp_start", h)
     w1 = torch.randn(h, 3, generator=g, dtype=torch.float64)
     b1 = 0.5 * torch.randn(h, generator=g, dtype=torch.float64)
-    pre = torch.randn(4096, generator=g, dtype=torch.float64)
-    post = torch.randint(2, (4096,), generator=g).to(torch.float64)
-    weight = 0.3 * torch.randn(4096, generator=g, dtype=torch.float64)
-    features = torch.tanh(torch.stack([pre, post, weight], 1) @ w1.T + b1)
-    design = torch.cat([features, torch.ones(4096, 1, dtype=torch.float64)], 1)
-    target = MLP_START_HEBB * pre * post
-    out = torch.linalg.lstsq(design, target.unsqueeze(1)).solution.squeeze(1)
-    return torch.cat([w1.flatten(), b1, out])
+    w2 = torch.zeros(h, dtype=torch.float64)
+    w1[:2] = torch.tensor([[a, b, 0.0], [0.0, b, 0.0]], dtype=torch.float64)
+    b1[:2] = -b
+    w2[:2] = torch.tensor([eta / a, -eta / a], dtype=torch.float64)
+    return torch.cat([w1.flatten(), b1, w2, torch.zeros(1, dtype=torch.float64)])
 
 
 def initial_theta(cfg: KcapConfig, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(R,) start: pool θ_hebb = 1e-2 (others 0); mlp a fixed small-Hebb approximation."""
+    """(R,) start: pool θ_hebb = 1e-2 (others 0); mlp the same small Hebb term built from two units."""
     if cfg.rule == "pool":
         block = torch.tensor([1e-2 if name == "hebb" else 0.0 for name in cfg.terms], dtype=torch.float64)
     else:
