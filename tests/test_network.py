@@ -121,3 +121,23 @@ def test_activations_keep_shape_and_dtype(name):
     for fn in (act.forward, act.derivative, act.derivative_from_output):
         out = fn(z)
         assert out.shape == z.shape and out.dtype == z.dtype and torch.isfinite(out).all()
+
+
+def test_activations_are_equal_by_name_and_parameters_not_by_function_identity():
+    from evoplastic.families.paper.config import NetworkConfig
+    from evoplastic.families.paper.network import make_activation
+
+    a, b = make_activation(NetworkConfig()), make_activation(NetworkConfig())
+    assert a == b and hash(a) == hash(b) and a.forward is not b.forward  # one compiled-step cache entry
+    assert make_activation(NetworkConfig(beta=5.0)) != a
+    assert make_activation(NetworkConfig(activation="heaviside", surrogate_width=2.0)) != \
+        make_activation(NetworkConfig(activation="heaviside"))
+
+
+def test_activation_names_and_smoothness_match_the_config_vocabulary():
+    from evoplastic.families.paper.config import ACTIVATION_NAMES, SMOOTH_ACTIVATIONS, NetworkConfig
+    from evoplastic.families.paper.network import ACTIVATIONS, make_activation
+
+    assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
+    smooth = {name for name in ACTIVATIONS if make_activation(NetworkConfig(activation=name)).twice_differentiable}
+    assert smooth == set(SMOOTH_ACTIVATIONS)

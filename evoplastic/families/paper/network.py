@@ -8,7 +8,7 @@ pixels x are treated as if they were activations (paper: 1 - exp(-β x) for soft
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -21,16 +21,22 @@ Fn = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Activation:
-    """A hidden nonlinearity and the derivatives used in the error pathway."""
+    """A hidden nonlinearity and the derivatives used in the error pathway.
+
+    Equal (and hashed) by name and parameters, not by its functions: two make_activation calls
+    for one config give equal keys, so compiled-step caches keyed by it are shared, not grown.
+    """
 
     name: str
-    forward: Fn
-    derivative: Fn
+    forward: Fn = field(compare=False)
+    derivative: Fn = field(compare=False)
     """σ'(z) used in e_{ℓ-1} = (B_ℓᵀ e_ℓ) ⊙ σ'(z_{ℓ-1}); a surrogate for step functions."""
-    derivative_from_output: Fn
+    derivative_from_output: Fn = field(compare=False)
     """σ' expressed through y = σ(z); applied to the pixels for e_0."""
     twice_differentiable: bool
     """Whether the Adam outer loop can differentiate through the error pathway."""
+    params: tuple[float, ...] = ()
+    """The parameters the functions close over (β, slope, surrogate width), part of the identity."""
 
 
 def _softplus(beta: float) -> Activation:
@@ -40,6 +46,7 @@ def _softplus(beta: float) -> Activation:
         lambda z: torch.sigmoid(beta * z),
         lambda y: 1.0 - torch.exp(-beta * y),
         True,
+        (beta,),
     )
 
 
@@ -53,7 +60,7 @@ def _leaky_relu(cfg: NetworkConfig) -> Activation:
     def slope(v: torch.Tensor) -> torch.Tensor:
         return torch.where(v > 0, torch.ones_like(v), torch.full_like(v, s))
 
-    return Activation("leaky_relu", lambda z: F.leaky_relu(z, s), slope, slope, False)
+    return Activation("leaky_relu", lambda z: F.leaky_relu(z, s), slope, slope, False, (s,))
 
 
 def _tanh(_: NetworkConfig) -> Activation:
@@ -84,6 +91,7 @@ def _heaviside(cfg: NetworkConfig) -> Activation:
         lambda z: 1.0 / (1.0 + z.abs() / w) ** 2,
         torch.ones_like,  # the step cannot be inverted: pass the input error straight through
         False,
+        (w,),
     )
 
 
