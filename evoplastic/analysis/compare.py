@@ -1,8 +1,11 @@
 """Compare runs side by side: report.md and PNGs in one directory.
 
-Final θ per term, accuracy/loss against step, wall-clock seconds and inner-loop episodes
-spent, θ trajectories, alignment angles, and every run's rule scored on the same held-out
-tasks (evaluate.py's functions, one seed: identical tasks and initial weights for all).
+Final θ per coordinate (named by each run's θ space), the settings the runs' family describes,
+accuracy/loss against step, wall-clock seconds and inner-loop episodes spent, θ trajectories,
+alignment angles (when the runs logged them), and every run's rule scored on the same held-out
+tasks, one seed: identical tasks and initial weights for all. The paper family's rules go
+through evaluate.py's functions; a family with its own ``evaluate`` (k-cap) scores them itself.
+All runs of a report belong to one family.
 """
 
 from __future__ import annotations
@@ -18,15 +21,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from evoplastic.analysis import evaluate
 from evoplastic.analysis.evaluate import Rule, RuleEvaluation
-from evoplastic.analysis.report import smooth, training_curve
-from evoplastic.config import ExperimentConfig
-from evoplastic.families.paper.rules import N_TERMS, TERM_FORMULAS
+from evoplastic.analysis.report import family_settings, sign_convention, smooth, training_curve
+from evoplastic.analysis.tables import grouped_tables
+from evoplastic.config import ExperimentConfig, RuleConfig
+from evoplastic.families import get_family, theta_space
 
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
 """Metric key and axis label of each x axis of the learning curves."""
+THETA_NOTES = {"paper": ("paper units, ΔW = -Σ θ_r T_r",
+                         "Paper units and sign convention, ΔW = -Σ_r θ_r T_r; '—': term not searched. The authors' "
+                         "public code flips the sign of Oja's term: its θ_9 is minus ours.")}
+"""Per family: the θ axis's units and the note above the θ table (default: the family's sign convention)."""
+MAX_PANELS = 12
+"""θ trajectory panels at most: rules with more coordinates (MLP weights) show the largest final ones."""
+PAPER_ONLY_OPTIONS = ("eval_dataset", "eval_split", "eval_classes", "eval_n_way")
+"""Held-out options that choose image tasks: the paper family's evaluation only."""
 
 
 @dataclass
@@ -37,30 +50,81 @@ class RunRecord:
     path: Path
     config: ExperimentConfig
     records: list[dict[str, Any]]
-    rule: Rule
+    theta: tuple[float, ...]
+    """Final θ (theta.json), else the last logged centre."""
+    labels: tuple[str, ...]
+    """Name of each θ coordinate, from the run's θ space (paper 'θ_2', k-cap 'hebb' or 'M_in/oja')."""
+    formulas: tuple[str, ...]
+    """What each coordinate multiplies ('' where the family does not say)."""
     final: dict[str, Any]
     """theta.json's contents ({} for an unfinished run)."""
+    rule: Rule | None = None
+    """The paper family's Rule for analysis.evaluate; None for a family with its own evaluation."""
+
+    @property
+    def family(self) -> str:
+        return self.config.family
 
     def last(self, key: str, default: Any = float("nan")) -> Any:
         values = [r[key] for r in self.records if key in r]
         return values[-1] if values else default
 
 
+def has_own_evaluation(family: str) -> bool:
+    """Whether a family scores rules itself (``evaluate``, as k-cap does); the paper's go through analysis.evaluate."""
+    return callable(getattr(get_family(family), "evaluate", None))
+
+
+def _final_theta(path: Path, final: dict[str, Any], records: list[dict[str, Any]]) -> tuple[float, ...]:
+    """theta.json's θ, else the last logged centre (an unfinished run)."""
+    if "theta" in final:
+        return tuple(float(v) for v in final["theta"])
+    rows = [r for r in records if "theta/center" in r]
+    if not rows:
+        raise ValueError(f"{path} has no theta.json and no logged θ yet: nothing to compare")
+    print(f"note: {path} has no theta.json; using the centre θ of step {rows[-1]['step']}", file=sys.stderr)
+    return tuple(float(v) for v in rows[-1]["theta/center"])
+
+
+def _check_one_family(opened: list[tuple[Path, Any]]) -> None:
+    """Runs of different families have different θ, tasks and scores: they do not share a report."""
+    families: dict[str, list[str]] = {}
+    for path, run in opened:
+        families.setdefault(run.config().family, []).append(path.name)
+    if len(families) > 1:
+        listing = "; ".join(f"{name}: {', '.join(names)}" for name, names in families.items())
+        raise ValueError(f"compare puts runs of one network family in a report, got {listing}; "
+                         f"compare each family's runs separately")
+
+
 def load_runs(paths: list[str | Path]) -> list[RunRecord]:
-    """Open run directories; labels are config names, made unique with the directory name."""
+    """Open run directories of one family; labels are config names, made unique with the directory name."""
     from evoplastic.run.rundir import RunDir
 
-    runs = []
     for path in map(Path, paths):
         if not path.is_dir():
             raise FileNotFoundError(f"{path} is not a run directory; give directories under runs/")
-        run = RunDir.open(path)
+    opened = [(path, RunDir.open(path)) for path in map(Path, paths)]
+    _check_one_family(opened)
+    runs = []
+    for path, run in opened:
+        cfg, records = run.config(), run.metrics()
         final = run.read_json("theta.json") if (path / "theta.json").is_file() else {}
-        runs.append(RunRecord(path.name, path, run.config(), run.metrics(), evaluate.parse_rule(str(path)), final))
+        space = theta_space(cfg)
+        if has_own_evaluation(cfg.family):
+            rule, theta = None, _final_theta(path, final, records)
+        else:
+            rule = evaluate.parse_rule(str(path))
+            theta = rule.theta
+        if len(theta) != space.size:
+            raise ValueError(f"{path}: θ has {len(theta)} values but its config searches {space.size} "
+                             f"({', '.join(space.labels)})")
+        formulas = space.formulas or ("",) * space.size
+        runs.append(RunRecord(path.name, path, cfg, records, theta, space.labels, formulas, final, rule))
     names = [r.config.name for r in runs]
     for r in runs:
         r.label = r.config.name if names.count(r.config.name) == 1 else r.path.name
-        r.rule = replace(r.rule, label=r.label)
+        r.rule = r.rule and replace(r.rule, label=r.label)
     return runs
 
 
@@ -88,24 +152,46 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
-def searched_terms(runs: list[RunRecord]) -> list[int]:
-    return sorted({t for r in runs for t in r.rule.terms})
+def coordinates(runs: list[RunRecord]) -> list[tuple[str, str]]:
+    """(label, formula) of each row of the θ table: for the paper family its whole ten-term pool, searched
+    or not; otherwise every coordinate some run searched, in first-seen order."""
+    if runs[0].family == "paper":
+        cfg = runs[0].config
+        space = theta_space(replace(cfg, rule=RuleConfig(terms="pool")))
+        return list(zip(space.labels, space.formulas))
+    seen: dict[str, str] = {}
+    for run in runs:
+        for label, formula in zip(run.labels, run.formulas):
+            seen.setdefault(label, formula)
+    return list(seen.items())
+
+
+def searched(runs: list[RunRecord]) -> list[str]:
+    """Labels some run searched, in the θ table's order."""
+    found = {label for run in runs for label in run.labels}
+    return [label for label, _ in coordinates(runs) if label in found]
+
+
+def theta_units(runs: list[RunRecord]) -> str:
+    """Units of the θ axes: the family's note, else its sign convention."""
+    notes = THETA_NOTES.get(runs[0].family)
+    return notes[0] if notes else sign_convention(runs[0].config)
 
 
 def plot_theta_bars(runs: list[RunRecord], out: Path) -> Path:
-    """Final θ per searched term, runs as grouped bars, symmetric-log axis (paper sign convention)."""
+    """Final θ per searched coordinate, runs as grouped bars, symmetric-log axis (the family's sign convention)."""
     plt = _plt()
-    terms = searched_terms(runs)
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(terms) + 2), 3.8))
+    labels = searched(runs)
+    fig, ax = plt.subplots(figsize=(min(18, max(5, 1.2 * len(labels) + 2)), 3.8))
     width = 0.8 / len(runs)
     for i, run in enumerate(runs):
-        values = dict(zip(run.rule.terms, run.rule.theta))
-        xs = [j + (i - (len(runs) - 1) / 2) * width for j, t in enumerate(terms) if t in values]
-        ax.bar(xs, [values[t] for t in terms if t in values], width, label=run.label, color=f"C{i}")
-    ax.set_xticks(range(len(terms)), [f"θ_{t}" for t in terms])
+        values = dict(zip(run.labels, run.theta))
+        xs = [j + (i - (len(runs) - 1) / 2) * width for j, label in enumerate(labels) if label in values]
+        ax.bar(xs, [values[label] for label in labels if label in values], width, label=run.label, color=f"C{i}")
+    ax.set_xticks(range(len(labels)), labels, **({"rotation": 90, "fontsize": 7} if len(labels) > 10 else {}))
     ax.set_yscale("symlog", linthresh=1e-4)
     ax.axhline(0, color="k", lw=0.5)
-    ax.set_ylabel("final θ (paper units, ΔW = -Σ θ_r T_r)")
+    ax.set_ylabel(f"final θ ({theta_units(runs)})")
     ax.legend(fontsize=8)
     return _save(fig, out)
 
@@ -133,29 +219,48 @@ def plot_learning(runs: list[RunRecord], out: Path) -> Path:
     return _save(fig, out)
 
 
+def trajectory_labels(runs: list[RunRecord]) -> list[str]:
+    """Coordinates that get a panel: all searched ones, or MAX_PANELS taken in turn from each run's largest
+    final |θ| (so that a 4-term pool beside a 41-weight MLP keeps its panels)."""
+    labels = searched(runs)
+    if len(labels) <= MAX_PANELS:
+        return labels
+    ranked = [[label for _, label in sorted(zip(map(abs, run.theta), run.labels), reverse=True)] for run in runs]
+    keep: list[str] = []
+    for position in range(max(map(len, ranked))):
+        for order in ranked:
+            if position < len(order) and order[position] not in keep and len(keep) < MAX_PANELS:
+                keep.append(order[position])
+    return [label for label in labels if label in keep]
+
+
 def plot_trajectories(runs: list[RunRecord], out: Path) -> Path:
-    """θ_r of each run's centre against inner-loop episodes spent, one panel per term (symlog)."""
+    """Each θ coordinate of each run's centre against inner-loop episodes spent, one panel per coordinate (symlog)."""
     plt = _plt()
-    terms = searched_terms(runs)
-    cols = min(3, len(terms))
-    rows = -(-len(terms) // cols)
+    labels, formulas = trajectory_labels(runs), dict(coordinates(runs))
+    cols = min(3, len(labels))
+    rows = -(-len(labels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
-    for k, term in enumerate(terms):
+    for k, label in enumerate(labels):
         ax = axes[k // cols, k % cols]
         for i, run in enumerate(runs):
-            if term not in run.rule.terms:
+            if label not in run.labels:
                 continue
-            index = run.rule.terms.index(term)
+            index = run.labels.index(label)
             rows_ = [r for r in run.records if "theta/center" in r and "budget/episodes_total" in r]
             ax.plot([r["budget/episodes_total"] for r in rows_], [r["theta/center"][index] for r in rows_],
                     color=f"C{i}", label=run.label)
         ax.set_yscale("symlog", linthresh=1e-4)
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_title(f"θ_{term}: {TERM_FORMULAS[term]}", fontsize=9)
+        ax.set_title(f"{label}: {formulas[label]}" if formulas.get(label) else label, fontsize=9)
         ax.set_xlabel("inner-loop episodes")
-    for k in range(len(terms), rows * cols):
+    for k in range(len(labels), rows * cols):
         axes[k // cols, k % cols].axis("off")
-    axes[0, 0].legend(fontsize=8)
+    handles = {line.get_label(): line for ax in axes.flat for line in ax.get_lines() if line.get_label()[:1] != "_"}
+    axes[0, 0].legend(handles.values(), handles.keys(), fontsize=8)
+    if len(labels) < len(searched(runs)):
+        fig.suptitle(f"{len(labels)} of {len(searched(runs))} coordinates: each run's largest final |θ| in turn",
+                     fontsize=9)
     return _save(fig, out)
 
 
@@ -186,19 +291,31 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def data_columns(cfg: ExperimentConfig) -> dict[str, str]:
+    """Where a run's tasks come from: its family section's datasets (k-cap), else task.dataset and classes."""
+    section = getattr(cfg, cfg.family, None)
+    if section is not None and hasattr(section, "datasets"):
+        return {"datasets": ", ".join(section.datasets)}
+    classes = evaluate.format_classes(cfg.task.classes) if cfg.task.classes else "all"
+    return {"dataset": f"`{cfg.task.dataset}`", "classes": classes}
+
+
 def runs_table(runs: list[RunRecord]) -> str:
+    """A row per run: outer loop, rule, λ, the family's settings (describe), data, budget, accuracies."""
+    settings = [{**family_settings(run.config), **data_columns(run.config)} for run in runs]
+    columns = list(dict.fromkeys(key for s in settings for key in s))
     rows = []
-    for run in runs:
+    for run, setting in zip(runs, settings):
         cfg, final = run.config, run.final
         acc = (f"{100 * final['final/accuracy']:.2f} % ± {100 * final['final/accuracy_ci95']:.2f} "
                f"({final.get('final/tasks', '?')} tasks)" if "final/accuracy" in final else "—")
+        rule = get_family(cfg.family).describe(cfg).get("rule", cfg.rule.terms)
         rows.append([run.label, f"`{run.path}`", cfg.outer if cfg.outer == "adam" else f"es/{cfg.es.algorithm}",
-                     cfg.rule.terms, f"{cfg.rule.l1:g}", cfg.network.activation, cfg.network.feedback,
-                     f"`{cfg.task.dataset}`", evaluate.format_classes(cfg.task.classes) if cfg.task.classes else "all",
+                     str(rule), f"{cfg.rule.l1:g}", *(setting.get(key, "—") for key in columns),
                      str(len(run.records)), f"{run.last('budget/episodes_total', 0):g}",
                      f"{run.last('time/elapsed'):.4g}", f"{mean_last(run.records, 'time/step_seconds', 10**9):.3g}",
                      f"{100 * mean_last(run.records, 'train/accuracy', 100):.1f} %", acc])
-    return _table(["run", "directory", "outer", "rule", "λ", "activation", "feedback", "dataset", "classes",
+    return _table(["run", "directory", "outer", "rule", "λ", *columns,
                    "steps", "episodes", "seconds", "s/step", "train acc., last 100 steps",
                    "final accuracy (theta.json)"], rows)
 
@@ -211,15 +328,22 @@ def mean_last(records: list[dict[str, Any]], key: str, count: int) -> float:
 
 
 def theta_table(runs: list[RunRecord]) -> str:
-    """All ten terms as rows, runs as columns; '—' where a run did not search the term."""
+    """θ coordinates as rows (see coordinates), runs as columns; '—' where a run did not search one."""
     rows = []
-    for term in range(N_TERMS):
+    for label, formula in coordinates(runs):
         cells = []
         for run in runs:
-            values = dict(zip(run.rule.terms, run.rule.theta))
-            cells.append(f"{values[term]:.6g}" if term in values else "—")
-        rows.append([f"θ_{term}", f"`{TERM_FORMULAS[term]}`", *cells])
+            values = dict(zip(run.labels, run.theta))
+            cells.append(f"{values[label]:.6g}" if label in values else "—")
+        rows.append([label, f"`{formula}`" if formula else "—", *cells])
     return _table(["term", "T_r", *(run.label for run in runs)], rows)
+
+
+def theta_note(runs: list[RunRecord]) -> str:
+    """What the θ table's numbers mean: the family's note, else its sign convention."""
+    notes = THETA_NOTES.get(runs[0].family)
+    return notes[1] if notes else (f"Sign convention `{sign_convention(runs[0].config)}`; '—': not searched "
+                                   f"by that run.")
 
 
 def evaluation_table(results: list[RuleEvaluation]) -> str:
@@ -256,24 +380,32 @@ def _spread(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return f"{number(statistics.mean(v))} ± {number(statistics.stdev(v))} ({number(min(v))} to {number(max(v))})"
 
 
-def seeds_table(runs: list[RunRecord], results: list[RuleEvaluation]) -> str | None:
-    """Mean ± sd over seeds of the held-out accuracy and of each θ_r, per setting; None without repeats."""
-    accuracy = {r.rule.label: r.accuracy for r in results}
+def seeds_table(runs: list[RunRecord], accuracy: dict[str, float], metric: str = "accuracy") -> str | None:
+    """Mean ± sd over seeds of the held-out accuracy (run label -> mean over tasks) and of each θ coordinate,
+    per setting; None without repeats."""
     groups = [[run for run in group if run.label in accuracy] for group in seed_groups(runs)]
     rows = []
     for group in filter(lambda g: len(g) > 1, groups):
-        cfg, terms = group[0].config, group[0].rule.terms
+        cfg, labels = group[0].config, group[0].labels
         outer = "Adam" if cfg.outer == "adam" else f"ES ({cfg.es.algorithm})"
-        values = [[run.rule.theta[i] for run in group] for i in range(len(terms))]
-        theta = ", ".join(f"θ_{t} {_spread(v, digits=4)}" for t, v in zip(terms, values)
-                          if len(terms) <= 3 or abs(statistics.mean(v)) > 1e-3)
+        values = [[run.theta[i] for run in group] for i in range(len(labels))]
+        shown = [f"{label} {_spread(v, digits=4)}" for label, v in zip(labels, values)
+                 if len(labels) <= 3 or abs(statistics.mean(v)) > 1e-3]
+        theta = ", ".join(shown[:MAX_PANELS]) + (f", … ({len(shown) - MAX_PANELS} more)" if len(shown) > MAX_PANELS
+                                                 else "")
         rows.append([re.sub(r"_seed\d+$", "", cfg.name), outer, str(len(group)),
                      ", ".join(str(run.config.seed) for run in group),
                      _spread([accuracy[run.label] for run in group], 100), theta])
     if not rows:
         return None
-    return _table(["setting", "outer", "seeds", "seed values", "held-out accuracy %: mean ± sd (min to max)",
-                   "θ over seeds (10-term pool: terms whose mean exceeds 1e-3 in size)"], rows)
+    return _table(["setting", "outer", "seeds", "seed values", f"held-out {metric} %: mean ± sd (min to max)",
+                   "θ over seeds (more than 3 coordinates: those whose mean exceeds 1e-3 in size)"], rows)
+
+
+def _seeds_section(runs: list[RunRecord], accuracy: dict[str, float], metric: str = "accuracy") -> str:
+    seeds = seeds_table(runs, accuracy, metric)
+    return ("\n\n### Across seeds\n\nRuns that differ only in seed, name or speed options (device, es.compile, "
+            "es.cuda_graph, es.member_chunk), on the same held-out tasks:\n\n" + seeds) if seeds else ""
 
 
 def held_out_evaluation(runs: list[RunRecord], args: argparse.Namespace) -> tuple[str, list[RuleEvaluation]]:
@@ -296,23 +428,75 @@ def held_out_evaluation(runs: list[RunRecord], args: argparse.Namespace) -> tupl
                              not args.no_progress) if usable else []
     text = evaluate.describe_tasks(task, args.eval_tasks, args.eval_seed) + ".\n\n"
     text += (evaluation_table(results) if results else "No run could be evaluated on these tasks.")
-    seeds = seeds_table(runs, results)
-    if seeds:
-        text += ("\n\n### Across seeds\n\nRuns that differ only in seed, name or speed options (device, "
-                 "es.compile, es.cuda_graph, es.member_chunk), on the same held-out tasks:\n\n" + seeds)
+    text += _seeds_section(runs, {r.rule.label: r.accuracy for r in results})
     return text + ("\n\n" + "\n".join(notes) if notes else ""), results
+
+
+def _same_scores(a: list[tuple[str, dict[str, torch.Tensor]]], b: list[tuple[str, dict[str, torch.Tensor]]]) -> bool:
+    """Whether two lists of evaluation rows hold the same labels and per-task scores (NaN equal to NaN)."""
+    return [label for label, _ in a] == [label for label, _ in b] and all(
+        scores_a.keys() == scores_b.keys() and all(torch.allclose(scores_a[k], scores_b[k], rtol=1e-6, atol=1e-9,
+                                                                  equal_nan=True) for k in scores_a)
+        for (_, scores_a), (_, scores_b) in zip(a, b))
+
+
+def family_held_out(runs: list[RunRecord], args: argparse.Namespace) -> tuple[str, Any]:
+    """Every run's rule through its family's own evaluation, on the tasks of one seed, with its baselines.
+
+    Each run is scored under its own config (the first run's dtype), baselines included; a run whose
+    baseline rows differ from the first's saw other tasks or initial networks (other task settings)
+    and is left out with a note, so that every row of the table is paired.
+    """
+    family = get_family(runs[0].family)
+    reference, rows, notes = None, [], []
+    for run in runs:
+        cfg = replace(run.config, dtype=runs[0].config.dtype)
+        theta = torch.tensor(run.theta, dtype=torch.float64)
+        try:
+            scored = family.evaluate(cfg, [(run.label, theta)], args.eval_tasks, args.eval_seed, baselines=True,
+                                     device=args.device)
+        except ValueError as err:
+            notes.append(f"- skipped: {run.label}: {err}")
+            continue
+        if reference is None:
+            reference = scored
+        elif not (torch.equal(scored.groups, reference.groups) and _same_scores(scored.rows[1:], reference.rows[1:])):
+            notes.append(f"- skipped: {run.label}: its tasks or initial networks differ from {rows[0][0]}'s (other "
+                         f"task or network settings), so its scores would not be paired; compare it separately")
+            continue
+        rows.append(scored.rows[0])
+    if reference is None:
+        return "No run could be evaluated.\n\n" + "\n".join(notes), None
+    evaluated = replace(reference, rows=rows + (reference.rows[1:] if args.baselines else []))
+    metrics = tuple(rows[0][1])
+    text = (f"{args.eval_tasks} fresh tasks of each run's family settings, seed {args.eval_seed}, through the "
+            f"{runs[0].family} family's evaluation; mean ± 95 % CI over tasks, every row on the same tasks and "
+            f"initial networks (Δ paired against the first row).\n\n" + grouped_tables(evaluated, metrics))
+    if "probe_accuracy" in metrics:
+        mean = {label: float(scores["probe_accuracy"].nanmean()) for label, scores in rows}
+        text += _seeds_section(runs, mean, "probe accuracy")
+    return text + ("\n\n" + "\n".join(notes) if notes else ""), evaluated
+
+
+def check_options(runs: list[RunRecord], args: argparse.Namespace) -> None:
+    """Options that choose the paper's image tasks mean nothing to a family with its own evaluation."""
+    given = [f"--{name.replace('_', '-')}" for name in PAPER_ONLY_OPTIONS if getattr(args, name, None) is not None]
+    if given and has_own_evaluation(runs[0].family):
+        raise ValueError(f"{', '.join(given)} choose the paper family's image tasks; {runs[0].family} runs are "
+                         f"evaluated on their own family's tasks (drop {'them' if len(given) > 1 else 'it'})")
 
 
 def write_report(runs: list[RunRecord], out: Path, args: argparse.Namespace) -> Path:
     """report.md and its PNGs in ``out``; returns report.md's path. Bad inputs fail before anything is written."""
-    held_out = held_out_evaluation(runs, args)[0] if args.eval_tasks > 0 else None
+    check_options(runs, args)
+    held_out = None
+    if args.eval_tasks > 0:
+        held_out = (family_held_out if has_own_evaluation(runs[0].family) else held_out_evaluation)(runs, args)[0]
     out.mkdir(parents=True, exist_ok=True)
     sections = [f"# Comparison of {len(runs)} runs\n",
                 f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} by `evoplastic compare "
                 f"{' '.join(str(r.path) for r in runs)}`.\n", "## Runs\n", runs_table(runs) + "\n",
-                "## Final θ\n",
-                "Paper units and sign convention, ΔW = -Σ_r θ_r T_r; '—': term not searched. The authors' "
-                "public code flips the sign of Oja's term: its θ_9 is minus ours.\n", theta_table(runs) + "\n"]
+                "## Final θ\n", theta_note(runs) + "\n", theta_table(runs) + "\n"]
     plot_theta_bars(runs, out / "theta.png")
     plot_learning(runs, out / "learning.png")
     plot_trajectories(runs, out / "theta_trajectories.png")
@@ -338,14 +522,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     p.add_argument("--out", type=Path, help="output directory (default: reports/<time>_compare)")
     p.add_argument("--eval-tasks", type=int, default=100, help="held-out tasks per rule; 0 skips (default 100)")
-    p.add_argument("--eval-dataset", help="dataset of the held-out evaluation (default: the first run's)")
+    p.add_argument("--eval-dataset", help="paper runs: dataset of the held-out evaluation (default: the first run's)")
     p.add_argument("--eval-split", choices=("train", "test"), help="its split (default: the first run's)")
     p.add_argument("--eval-classes", help="class ids, e.g. 37-46 (default: classes no run trained on when "
                                           "all restricted task.classes, else all)")
     p.add_argument("--eval-n-way", type=int, help="classes per task (default: the first run's)")
     p.add_argument("--eval-seed", type=int, default=0, help="seed of the held-out tasks (default 0)")
     p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=False,
-                   help="add the fa and bp baselines to the held-out table (default off)")
+                   help="add the family's baselines to the held-out table: paper fa and bp; k-cap the untrained "
+                        "network and the raw input (default off)")
     p.add_argument("--device", default="cpu", help="device of the held-out evaluation (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -1,14 +1,51 @@
-"""Plots of a run record: accuracy/loss, θ trajectories and alignment angles (PNG)."""
+"""Plots of a run record: accuracy/loss, θ trajectories and alignment angles (PNG).
+
+Family-neutral: θ is labelled by the run's θ space and titles take their words from the family's
+describe(cfg); the alignment plot appears only when the run logged alignment angles.
+"""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evoplastic.families import theta_space
+from evoplastic.families import get_family, theta_space
 from evoplastic.run.rundir import RunDir
+
+RULE_KEYS = frozenset({"family", "rule", "terms", "formulas", "sign_convention"})
+"""describe() keys that name the rule itself; the others are the settings it learns in."""
+LEGEND_LIMIT = 12
+"""Most θ coordinates named in a legend (a k-cap MLP rule has 41 weights)."""
+
+
+def _text(value: Any) -> str:
+    return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def family_settings(cfg: Any) -> dict[str, str]:
+    """What the run's family says about the setting of its rule, as text: paper {activation, feedback},
+    k-cap {per_matrix, plastic, normalise, objective, n_hidden, cap}, …"""
+    described = get_family(cfg.family).describe(cfg)
+    return {key: _text(value) for key, value in described.items() if key not in RULE_KEYS}
+
+
+def sign_convention(cfg: Any) -> str:
+    """How the family's θ enters its update, e.g. 'paper: dW = -sum_r theta_r T_r' ('' if it does not say)."""
+    return str(get_family(cfg.family).describe(cfg).get("sign_convention", ""))
+
+
+def run_title(cfg: Any) -> str:
+    """'name: outer, key=value, …' from the family's description (one line; figures wrap it)."""
+    words = [cfg.outer, *(f"{key}={value}" for key, value in family_settings(cfg).items())]
+    return f"{cfg.name}: {', '.join(words)}"
+
+
+def wrap(title: str, width: int) -> str:
+    """title in lines of at most width characters."""
+    return textwrap.fill(title, width)
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:
@@ -92,7 +129,7 @@ def learning_figure(records: list[dict[str, Any]], title: str, l1: float = 0.0):
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(wrap(title, 110), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -104,8 +141,9 @@ def plot_learning(records: list[dict[str, Any]], out: Path, title: str, l1: floa
     _figure().close(fig)
 
 
-def plot_theta(records: list[dict[str, Any]], labels: tuple[str, ...], out: Path, title: str) -> None:
-    """Trajectories of each searched θ_r (paper units, symmetric-log axis)."""
+def plot_theta(records: list[dict[str, Any]], labels: tuple[str, ...], out: Path, title: str,
+               units: str = "") -> None:
+    """Trajectories of each searched θ coordinate (symmetric-log axis); units: the family's sign convention."""
     plt = _figure()
     steps, _ = series(records, "train/loss")
     theta = np.array([r["theta/center"] for r in records if "theta/center" in r], dtype=float)
@@ -115,9 +153,10 @@ def plot_theta(records: list[dict[str, Any]], labels: tuple[str, ...], out: Path
     ax.set_yscale("symlog", linthresh=1e-4)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xlabel("step")
-    ax.set_ylabel("θ (paper units)")
-    ax.legend(fontsize=8, ncol=2)
-    ax.set_title(title)
+    ax.set_ylabel(f"θ ({units})" if units else "θ")
+    if len(labels) <= LEGEND_LIMIT:
+        ax.legend(fontsize=8, ncol=2)
+    ax.set_title(wrap(title, 75), fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
@@ -137,7 +176,7 @@ def plot_alignment(records: list[dict[str, Any]], out: Path, title: str) -> bool
     ax.set_xlabel("step")
     ax.set_ylabel("angle to backprop error (°)")
     ax.legend(fontsize=8)
-    ax.set_title(title)
+    ax.set_title(wrap(title, 75), fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
@@ -152,10 +191,10 @@ def plot_run(run: RunDir) -> list[Path]:
     plots.mkdir(exist_ok=True)
     if not records:
         return []
-    title = f"{cfg.name}: {cfg.outer}, {cfg.network.activation}, {cfg.network.feedback}"
+    title = run_title(cfg)
     written = [plots / "learning.png", plots / "theta.png"]
     plot_learning(records, written[0], title, cfg.rule.l1)
-    plot_theta(records, theta_space(cfg).labels, written[1], title)
+    plot_theta(records, theta_space(cfg).labels, written[1], title, sign_convention(cfg))
     if plot_alignment(records, plots / "alignment.png", title):
         written.append(plots / "alignment.png")
     return written
