@@ -72,6 +72,8 @@ class ESConfig:
     """With compile on CUDA: replay each chunk's whole online phase from one captured CUDA graph."""
     precision: str = "float32"
     """float32; tf32 (CUDA matmuls in TF32); bfloat16 or float16 (W stored in 16 bits, needs compile)."""
+    kernel: str = "inductor"
+    """Compiled step on CUDA: inductor (torch.compile fuses it) or triton (one read + write of W per step)."""
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,12 @@ def _check_speed_options(cfg: ExperimentConfig) -> None:
         raise ConfigError("es.cuda_graph=true captures the compiled step; set es.compile=true as well")
     if es.cuda_graph and cfg.device == "cpu":
         raise ConfigError("es.cuda_graph=true needs a GPU; set device=cuda (or auto), or es.cuda_graph=false")
+    _choice(es.kernel, ("inductor", "triton"), "es.kernel")
+    missing = [fix for fix, ok in (("es.compile=true", es.compile), ("device=cuda (or auto)", cfg.device != "cpu"),
+                                   ("dtype=float32", cfg.dtype == "float32")) if not ok]
+    if es.kernel == "triton" and missing:
+        raise ConfigError(f"es.kernel=triton replaces the compiled step on a GPU, in float32 arithmetic; set "
+                          f"{' and '.join(missing)}, or es.kernel=inductor")
 
 
 __all__ = [

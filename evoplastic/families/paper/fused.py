@@ -17,7 +17,9 @@ for speed (docs/performance.md):
 Compiled once per (rule terms, activation) and input shapes; if compilation or a compiled
 call fails, ``learn`` warns once and returns None so that the caller runs the plain loop.
 On CUDA, ``FusedOptions.cuda_graph`` captures a chunk's whole online phase as one CUDA graph
-(``evoplastic.families.paper.static``), and ``FusedOptions.weight_dtype`` stores W in 16 bits.
+(``evoplastic.families.paper.static``), ``FusedOptions.weight_dtype`` stores W in 16 bits, and
+``FusedOptions.kernel="triton"`` replaces the products by one Triton row pass per layer
+(``evoplastic.families.paper.triton_step``: W read and written once per step).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -141,11 +143,14 @@ class FusedOptions:
     halve the bytes moved per step while the arithmetic stays in θ's dtype."""
     chunk: int | None = None
     """Pairs of one task per call: None for default_chunk(device), 0 for all of them."""
+    kernel: str = "inductor"
+    """inductor: Inductor fuses fused_step; triton: triton_step's row pass reads and writes W once per step
+    (float32 θ; CUDA, or CPU under TRITON_INTERPRET=1), falling back to inductor if it fails."""
 
     @classmethod
-    def for_precision(cls, precision: str, cuda_graph: bool = False) -> FusedOptions:
+    def for_precision(cls, precision: str, cuda_graph: bool = False, kernel: str = "inductor") -> FusedOptions:
         """Options for an es.precision name (its weight storage; TF32 is matmul_precision's part)."""
-        return cls(cuda_graph=cuda_graph, weight_dtype=weight_dtype(precision))
+        return cls(cuda_graph=cuda_graph, weight_dtype=weight_dtype(precision), kernel=kernel)
 
 
 def fold(weights: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tensor],
@@ -187,18 +192,25 @@ def online_phase(weights: list[torch.Tensor], feedback: list[torch.Tensor] | Non
             w.copy_(result)
 
 
-def step_function(terms: tuple[int, ...], activation: Activation, compile: bool, direct: bool = False) -> Callable:
-    """fused_step for this rule, activation and feedback kind, under torch.compile (compiled at its first call)
-    or eager."""
-    if not compile:
+def step_function(terms: tuple[int, ...], activation: Activation, compile: bool, direct: bool = False,
+                  kernel: str = "inductor") -> Callable:
+    """fused_step (kernel inductor) or triton_step (kernel triton) for this rule, activation and feedback
+    kind, under torch.compile (compiled at its first call) or eager."""
+    if kernel == "triton":
+        from evoplastic.families.paper.triton_step import make_step  # imports triton only when asked for
+
+        if not compile:
+            return make_step(terms, activation, direct)
+    elif not compile:
         return functools.partial(fused_step, terms=terms, activation=activation, direct=direct)
-    key = (terms, activation, direct)
+    key = (terms, activation, direct, kernel)
     if key not in _COMPILED:
         def step(*args: torch.Tensor | list[torch.Tensor] | None) -> tuple[list, list]:
             # a closure guards faster than a partial
             return fused_step(*args, terms=terms, activation=activation, direct=direct)
 
-        _COMPILED[key] = torch.compile(step, fullgraph=True, dynamic=False)
+        _COMPILED[key] = torch.compile(make_step(terms, activation, direct) if kernel == "triton" else step,
+                                       fullgraph=True, dynamic=False)
     return _COMPILED[key]
 
 
@@ -260,7 +272,7 @@ def _self_check_first_use(key: tuple, step: Callable, theta_full: torch.Tensor, 
     check_key = (*key, theta_full.dtype, weight_dtype, theta_full.device.type)
     if check_key in _CHECKED or train_x.shape[1] == 0:
         return
-    terms, activation, direct = key
+    terms, activation, direct = key[:3]
     eager = functools.partial(fused_step, terms=terms, activation=activation, direct=direct)
     feedback = None if init.feedback is None else [b[:1] for b in init.feedback]
     self_check(step, eager, theta_full[:chunk], [w[0] for w in init.weights], feedback, train_x[0, :1],
@@ -352,19 +364,21 @@ def learn(
     (T, S, n_out). Runs under no_grad (no graph is wanted here). The weights come back in θ's
     dtype whatever options.weight_dtype. A failed CUDA-graph capture warns once and runs uncaptured;
     a compiled step that fails to compile or fails self_check at its first use warns once and
-    returns None from then on.
+    returns None from then on (a Triton step: runs the Inductor step from then on).
     """
     copies = theta_full.shape[0] // train_x.shape[0]
     chunk = default_chunk(theta_full.device) if options.chunk is None else options.chunk
     chunk = min(chunk or copies, copies)
     keep = 1 - theta_full[:, 3] if 3 in terms else torch.ones_like(theta_full[:, 0])
     weight_dtype = options.weight_dtype or theta_full.dtype
-    key = (terms, activation, init.direct)
+    key = (terms, activation, init.direct, options.kernel)
+    if options.compile and options.kernel != "inductor" and key in _FAILED:
+        options, key = replace(options, kernel="inductor"), (*key[:3], "inductor")
     if options.compile and key in _FAILED:
         return None
     try:
         with torch.no_grad(), torch._dynamo.config.patch(**_recompile_limit()):
-            step = step_function(terms, activation, options.compile, init.direct)
+            step = step_function(terms, activation, options.compile, init.direct, options.kernel)
             if options.compile:
                 _self_check_first_use(key, step, theta_full, init, train_x, targets, input_slopes, chunk,
                                       weight_dtype)
@@ -379,5 +393,9 @@ def learn(
         if not options.compile:
             raise
         _FAILED.add(key)
+        if options.kernel != "inductor":
+            _warn_unavailable("Triton step", terms, activation, err, "the Inductor step")
+            return learn(theta_full, terms, train_x, targets, input_slopes, init, activation,
+                         replace(options, kernel="inductor"))
         _warn_unavailable("compiled inner loop", terms, activation, err, "the eager loop")
         return None
