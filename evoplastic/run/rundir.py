@@ -183,14 +183,16 @@ class RunDir:
 
     def _open_lock(self) -> int:
         """The lock file's descriptor; an unwritable run directory is a RunDirError saying what to do."""
-        try:
-            if not os.access(self.path, os.W_OK):
-                raise PermissionError(13, "not writable")
-            return os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise RunDirError(f"run directory {self.path} is not writable ({err.strerror}): training writes its "
-                              f"metrics and checkpoints there; make it writable (chmod -R u+w {self.path}) or "
-                              "copy it to a writable place and resume the copy") from None
+        if os.access(self.path, os.W_OK):
+            try:
+                return os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                reason = err.strerror
+        else:
+            reason = "read-only file system" if os.statvfs(self.path).f_flag & os.ST_RDONLY else "no write permission"
+        raise RunDirError(f"run directory {self.path} is not writable ({reason}): training writes its metrics and "
+                          f"checkpoints there; make it writable (chmod -R u+w {self.path}) or copy it to a writable "
+                          "place and resume the copy")
 
     def _acquire(self, fd: int) -> None:
         """flock the open lock file and write our pid into it, or refuse naming the holder's pid."""
