@@ -69,26 +69,166 @@ def test_bench_inner_compiled_rows(capsys):
     assert rows[1][-3] == "compile" and "compiled / eager no-grad at N=2" in table
 
 
-@slow("compiles its rows in subprocesses (~46 s on 2 cores)")
+@slow("compiles its rows in fresh subprocesses (~25 s on 2 cores)")
 def test_bench_suite_rows_and_ratios(tmp_path, capsys):
     """`evoplastic bench` on a tiny network: each ratio column is the row's rate over the per-member/autograd row."""
     out = tmp_path / "suite.json"
     argv = ["bench", "--dims", "16,8,5", "--steps", "5", "--min-seconds", "0", "--members", "2", "--precisions",
-            "bfloat16", "--check-tasks", "2", "--no-mpi", "--json", str(out), "--plot", str(tmp_path / "rates.png")]
+            "bfloat16", "--check-tasks", "2", "--no-mpi", "--kcap-members", "1,2", "--json", str(out),
+            "--plot", str(tmp_path / "rates.png")]
     assert main(argv) == 0
     table = capsys.readouterr().out
     rows = table_rows(table.replace("per-member loop", "per-member"), ("per-member", "no-grad", "compiled", "autograd"))
-    assert [r[0] for r in rows] == ["per-member", "no-grad", "compiled", "compiled+bfloat16", "autograd"]
+    assert [r[0] for r in rows] == ["per-member", "autograd", "no-grad", "compiled", "compiled+bfloat16"]
     figures = json.loads(out.read_text())
     rates = [r["rate_best"] for r in figures["results"]]
     assert len(rates) == len(rows)
     for row, rate in zip(rows, rates):  # path, N, rate, x per-member, x autograd
-        assert row[2:5] == [f"{rate:.2f}", f"{rate / rates[0]:.2f}", f"{rate / rates[-1]:.1f}"]
+        assert row[2:5] == [f"{rate:.2f}", f"{rate / rates[0]:.2f}", f"{rate / rates[1]:.1f}"]
     assert figures["machine"]["bandwidth"] > 0 and figures["machine"]["flop_rate"] > 0
     assert (tmp_path / "rates.png").stat().st_size > 1000
     checks = {c["precision"]: c for c in figures["precision_check"]}
     assert set(checks) == {"float32", "bfloat16"} and checks["float32"]["max_abs_delta"] == 0
     assert checks["bfloat16"]["pairs"] == 16 and abs(checks["bfloat16"]["mean_delta"]) < 0.2
+    kcap = [line.split() for line in table.splitlines() if line.startswith("k-cap no-grad")]
+    assert [r[2] for r in kcap] == ["1", "2"]
+    assert [r[3] for r in kcap] == [f"{r['rate_best']:.2f}" for r in figures["kcap"]["results"]]
+
+
+# --- the suite's plan, streaming and report, without timing the paper network ---------------------------------
+
+def suite_args(monkeypatch, *argv: str, cuda: bool = False):
+    """bench's parsed options; cuda: as on a CUDA machine (planning only: nothing touches a GPU)."""
+    from evoplastic.bench import suite
+
+    monkeypatch.setattr(suite.torch.cuda, "is_available", lambda: cuda)
+    return suite.parse_args(["--device", "cuda" if cuda else "cpu", *argv])
+
+
+def planned(args) -> list[tuple[str, int]]:
+    from evoplastic.bench.suite import suite_cases
+
+    return [(c.label, c.members) for c in suite_cases(args)]
+
+
+def test_cuda_default_is_a_short_set_in_one_process_and_full_adds_the_rest(monkeypatch):
+    from evoplastic.bench.suite import check_spec, plan_jobs
+
+    quick = suite_args(monkeypatch, cuda=True)
+    assert planned(quick) == [("no-grad", 1), ("autograd", 1), ("no-grad", 2048), ("compiled+graph", 2048),
+                              ("compiled+graph+float16", 2048)]
+    assert quick.one_process and not quick.mpi and quick.kcap_members == (1, 512, 8192)
+    (group,) = plan_jobs(quick)  # one child: every shape compiles once, shared by the rows and the check
+    assert [job["kind"] for job in group] == ["case"] * 5 + ["precision"] + ["family"] * 3
+    assert group[5]["spec"]["per_task"] == 2048 and group[5]["spec"]["precisions"] == ["float16"]
+    assert check_spec(suite_args(monkeypatch, "--members", "8192", cuda=True), 50)["tasks"] == 2  # ≤ 16384 pairs
+    full = suite_args(monkeypatch, "--full", cuda=True)
+    assert planned(full) == [("no-grad", 1), ("autograd", 1), ("no-grad", 256), ("no-grad", 2048), ("compiled", 256),
+                             ("compiled", 2048), ("compiled+graph", 256), ("compiled+graph", 2048),
+                             ("compiled+graph+tf32", 2048), ("compiled+graph+bfloat16", 2048),
+                             ("compiled+graph+float16", 2048)]
+    assert full.mpi and full.one_process
+    assert not suite_args(monkeypatch, "--no-one-process", "--no-kcap", cuda=True).one_process
+
+
+def test_cpu_default_is_the_full_set_with_a_fresh_process_per_row(monkeypatch):
+    from evoplastic.bench.suite import plan_jobs
+
+    args = suite_args(monkeypatch)
+    assert planned(args) == planned(suite_args(monkeypatch, "--full")) == [
+        ("no-grad", 1), ("autograd", 1), ("no-grad", 8), ("no-grad", 32), ("compiled", 8), ("compiled", 32),
+        ("compiled+bfloat16", 32), ("compiled+float16", 32)]
+    assert not args.one_process and args.mpi and args.kcap_members == (1, 16, 64)
+    groups = plan_jobs(args)
+    assert [len(g) for g in groups] == [1] * 8 + [1, 3] and groups[8][0]["spec"]["per_task"] == 8
+    assert [len(g) for g in plan_jobs(suite_args(monkeypatch, "--check-tasks", "0", "--no-kcap"))] == [1] * 8
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--precisions", "float8"], "unknown precision 'float8'"),
+    (["--kcap-members", "0"], "--kcap-members takes member counts ≥ 1"),
+    (["--rule", "nope"], "nope"),
+])
+def test_bad_bench_options_are_one_line_errors(argv, message, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        suite_args(monkeypatch, *argv)
+    assert message in capsys.readouterr().err
+
+
+def test_a_child_reports_each_result_as_it_finishes_it():
+    """Two jobs in one child: the first result arrives while the second (timed for ≥ 2 s) still runs."""
+    import time
+    from dataclasses import asdict
+
+    from evoplastic.bench.family import FamilyCase
+    from evoplastic.bench.inner import Case
+    from evoplastic.bench.suite import stream_jobs
+
+    jobs = [{"kind": "case", "case": asdict(Case("nograd", 1, 1, "bio", (16, 8, 5), "cpu", 0.0, 1))},
+            {"kind": "family", "case": asdict(FamilyCase("kcap", 2, "cpu", 2.0, 1, ("kcap.n_unlabelled=20",)))}]
+    start, arrivals = time.perf_counter(), []
+    for message in stream_jobs(jobs):
+        arrivals.append((message["kind"], time.perf_counter() - start))
+    done = time.perf_counter() - start
+    assert [kind for kind, _ in arrivals] == ["case", "family"]
+    assert done - arrivals[0][1] > 1.5  # not held back until the child exits
+    assert arrivals[1][1] > 2.0
+
+
+def test_bench_prints_rows_as_they_arrive_and_writes_kcap_to_the_json(monkeypatch, tmp_path, capsys):
+    """With the children replaced by canned results: the per-member and autograd rows print together, every later
+    row the moment it arrives, then the precision check and the k-cap section; the JSON keeps them all."""
+    from dataclasses import asdict
+
+    from evoplastic.bench import suite
+    from evoplastic.bench.family import FamilyCase, FamilyResult
+    from evoplastic.bench.inner import Case, Result
+
+    def result(mode: str, members: int, rate: float, **kw) -> dict:
+        case = Case(mode, members, 1, "pool", (16, 8, 5), "cpu", 0.0, 1, **kw)
+        return asdict(Result(case, 2, members / rate, members / rate, rate, rate, 10.0, 1.0, 0.5, 0.25, "synthetic"))
+
+    def fake_stream(jobs):
+        kinds = [job["kind"] for job in jobs]
+        assert kinds == ["case"] * 5 + ["precision", "family", "family"]  # --one-process: one child
+        yield {"kind": "case", "result": result("nograd", 1, 10.0)}
+        assert "per-member loop" not in capsys.readouterr().out  # its x autograd is not known yet
+        yield {"kind": "case", "result": result("autograd", 1, 2.0)}
+        printed = capsys.readouterr().out.splitlines()
+        assert [line.split()[0] for line in printed] == ["per-member", "autograd"]
+        assert printed[1].split()[3:5] == ["0.20", "1.0"]
+        for message in ({"kind": "case", "result": result("nograd", 2, 15.0)},
+                        {"kind": "case", "result": result("compiled", 2, 30.0)},
+                        {"kind": "case", "result": result("compiled", 2, 40.0, precision="bfloat16")}):
+            yield message
+            (line,) = capsys.readouterr().out.splitlines()
+            rate = message["result"]["rate_best"]
+            assert line.split()[2:5] == [f"{rate:.2f}", f"{rate / 10:.2f}", f"{rate / 2:.1f}"]
+        check = lambda name, accuracy: {"precision": name, "accuracy": accuracy, "loss": 1.0, "pairs": 16,
+                                        "mean_delta": accuracy - 0.5, "max_abs_delta": abs(accuracy - 0.5)}
+        yield {"kind": "precision", "spec": jobs[5]["spec"], "checks": [check("float32", 0.5), check("bfloat16", 0.49)]}
+        assert "16 (θ, task) pairs (2 tasks × 8 θ)" in capsys.readouterr().out
+        for members, rate in ((1, 5.0), (2, 8.0)):
+            yield {"kind": "family", "result": asdict(FamilyResult(FamilyCase("kcap", members, "cpu", 0.0, 1), 2,
+                                                                   members / rate, members / rate, rate, rate, 0.7))}
+            printed = capsys.readouterr().out
+            assert ("S=200 unlabelled samples streamed once, T=3 recurrent steps" in printed) == (members == 1)
+            row = printed.splitlines()[-1].split()
+            assert row[:4] == ["k-cap", "no-grad", str(members), f"{rate:.2f}"]
+            assert row[5:7] == [f"{rate / 5:.2f}", f"{rate / 10:.2f}"]  # x its N=1, x the paper's per-member loop
+
+    monkeypatch.setattr(suite, "stream_jobs", fake_stream)
+    monkeypatch.setattr(suite, "measure_machine", lambda device: suite.Machine(1e10, 1e10, "cpu"))
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--dims", "16,8,5", "--steps", "5", "--members", "2", "--precisions", "bfloat16", "--check-tasks",
+            "2", "--no-mpi", "--one-process", "--kcap-members", "1,2", "--json", str(out)]
+    assert main(argv) == 0
+    assert "bench: " in capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    assert [r["case"]["mode"] for r in figures["results"]] == ["nograd", "autograd", "nograd", "compiled", "compiled"]
+    assert {k: figures["kcap"]["workload"][k] for k in "mkST"} == {"m": 64, "k": 8, "S": 200, "T": 3}
+    assert [r["rate_best"] for r in figures["kcap"]["results"]] == [5.0, 8.0]
+    assert figures["precision_check_setup"]["per_task"] == 8 and figures["options"]["one_process"] is True
 
 
 @pytest.mark.mpi

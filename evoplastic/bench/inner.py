@@ -124,10 +124,13 @@ def build_inputs(case: Case, device: torch.device, n_tasks: int = 1) -> tuple[Ta
     task_cfg = TaskConfig(k_shot=case.k_shot, relabel=case.dims[-1] < len(dataset.class_names))
     tasks = TaskSampler(dataset, task_cfg).sample(n_tasks, make_generator("bench", "task")).to(device)
     init = init_network(net, n_tasks, make_generator("bench", "init"), torch.float32)
-    moved = init.map(lambda t: t.to(device))
-    data = case.dataset or ("EMNIST balanced subset" if dataset.name.startswith("npz:")
-                            else "synthetic (uniform noise, 47 classes)")
-    return tasks, moved, data
+    return tasks, init.map(lambda t: t.to(device)), data_source(case.dims, case.dataset)
+
+
+def data_source(dims: tuple[int, ...], spec: str = "") -> str:
+    """What make_dataset(dims, …, spec) will load, without loading it."""
+    return spec or ("EMNIST balanced subset" if EMNIST.is_file() and dims[0] == 784
+                    else "synthetic (uniform noise, 47 classes)")
 
 
 def episode(case: Case, theta: torch.Tensor, tasks: TaskBatch, init: NetworkState,
