@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from evoplastic.config import NetworkConfig, TaskConfig
-from evoplastic.families.paper.data import Dataset, load_dataset
+from evoplastic.families.paper.data import DATA_ENV, OFFLINE_NPZ, Dataset, data_directory, load_dataset
 from evoplastic.families.paper.fused import FusedOptions
 from evoplastic.families.paper.inner import run_episode
 from evoplastic.families.paper.network import Activation, NetworkState, init_network, make_activation, n_weights
@@ -37,13 +37,14 @@ from evoplastic.precision import matmul_precision
 from evoplastic.run.rundir import cpu_model
 from evoplastic.seeding import make_generator
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[1]
-EMNIST = PACKAGE_PARENT.parent / "shared" / "data" / "emnist-balanced-subset.npz"
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
+"""The directory that holds the evoplastic package (children get it on PYTHONPATH)."""
+EMNIST_FILE = OFFLINE_NPZ[("emnist", "train")]
 PAPER_THETA = {0: 0.01, 2: -0.05, 9: -0.006}
 """θ near what the published code learns for bio; other terms get small random values."""
 MIB, N_WAY = 2.0**20, TaskConfig().n_way
 DATASET_HELP = ("task.dataset of the timed tasks, e.g. npz:data/emnist-balanced-subset.npz (default: the EMNIST "
-                "subset in ../shared/data when present, else uniform noise)")
+                f"subset in the data directory (${DATA_ENV}) or ../shared/data when present, else uniform noise)")
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class Case:
     cuda_graph: bool = False
     """Compiled rows: replay each chunk's online phase from a CUDA graph (on CPU: fixed buffers)."""
     dataset: str = ""
-    """task.dataset spec of the tasks; empty for the EMNIST subset of shared/data when present."""
+    """task.dataset spec of the tasks; empty for the EMNIST subset when present (emnist_subset)."""
 
     @property
     def label(self) -> str:
@@ -97,13 +98,22 @@ class Result:
     """Compiled rows: wall time of the priming call (compilation + one online step)."""
 
 
+def emnist_subset() -> Path | None:
+    """The EMNIST subset file: in the data directory (task.data_dir's default: $EVOPLASTIC_DATA or the
+    cache), else in ../shared/data beside the checkout; None when neither has it."""
+    for folder in (data_directory()[0], PACKAGE_PARENT.parent / "shared" / "data"):
+        if (folder / EMNIST_FILE).is_file():
+            return folder / EMNIST_FILE
+    return None
+
+
 def make_dataset(dims: tuple[int, ...], per_class: int, spec: str = "") -> Dataset:
     """The dataset spec if given; else the EMNIST subset when present and 784 pixels wide, else
     uniform noise with 47 classes."""
     if spec:
         return load_dataset(spec)
-    if EMNIST.is_file() and dims[0] == 784:
-        return load_dataset(f"npz:{EMNIST}")
+    if dims[0] == 784 and emnist_subset():
+        return load_dataset(f"npz:{emnist_subset()}")
     labels = torch.arange(47).repeat_interleave(per_class)
     images = torch.rand(len(labels), dims[0], generator=make_generator("bench", "images"))
     return Dataset("synthetic", images, labels, tuple(str(c) for c in range(47)))
@@ -129,7 +139,7 @@ def build_inputs(case: Case, device: torch.device, n_tasks: int = 1) -> tuple[Ta
 
 def data_source(dims: tuple[int, ...], spec: str = "") -> str:
     """What make_dataset(dims, …, spec) will load, without loading it."""
-    return spec or ("EMNIST balanced subset" if EMNIST.is_file() and dims[0] == 784
+    return spec or ("EMNIST balanced subset" if dims[0] == 784 and emnist_subset()
                     else "synthetic (uniform noise, 47 classes)")
 
 

@@ -3,10 +3,10 @@
 Each R runs a short real ES run (``evoplastic train`` in a subprocess, one thread per rank
 by default) and reads the per-generation times from its metrics, skipping the warm-up
 generations, so interpreter, evotorch/ray import and data loading are excluded. Default
-workload: the paper network 784-170-130-100-70-47 on the EMNIST subset of ``shared/data``
-(a small network on the bundled digits when that file is absent), 5-way, 250 online
-samples, population 16, T = 1. The runs also show whether the per-member fitnesses agree
-bit for bit across R.
+workload: the paper network 784-170-130-100-70-47 on the EMNIST subset (found by
+bench.inner.emnist_subset in the data directory, else in ``../shared/data``; a small network on
+the bundled digits when it is absent), 5-way, 250 online samples, population 16, T = 1. The
+runs also show whether the per-member fitnesses agree bit for bit across R.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from evoplastic.bench.inner import emnist_subset
 from evoplastic.run.parallel import LAUNCHER_VARS
 from evoplastic.run.rundir import environment
-
-EMNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emnist-balanced-subset.npz"
 
 
 def find_mpiexec() -> str | None:
@@ -53,7 +52,8 @@ def child_env(threads: int, extra: dict[str, str] | None = None) -> dict[str, st
 
 def workload(args: argparse.Namespace) -> dict:
     """The benchmark's experiment config (YAML overrides)."""
-    dataset = args.dataset or (f"npz:{EMNIST}" if EMNIST.is_file() else "digits")
+    emnist = emnist_subset()
+    dataset = args.dataset or (f"npz:{emnist}" if emnist else "digits")
     paper = dataset != "digits"
     return {
         "name": "bench_mpi", "steps": args.warmup + args.generations, "tasks_per_step": args.tasks,
