@@ -156,7 +156,7 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @CUDA
 @pytest.mark.parametrize("storage", STORAGE)
 @pytest.mark.parametrize("feedback", ["fa", "bp"])
-def test_compiled_triton_step_equals_fused_step(storage, feedback):
+def test_cuda_compiled_triton_step_equals_fused_step(storage, feedback):
     error = steps_error(lambda act, direct: fused.step_function(POOL, act, True, direct, kernel="triton"), POOL,
                         feedback, "cuda", STORAGE[storage])
     assert error <= TOLERANCE[STORAGE[storage]], error
@@ -164,7 +164,7 @@ def test_compiled_triton_step_equals_fused_step(storage, feedback):
 
 @CUDA
 @pytest.mark.parametrize("precision", ["float32", "float16"])
-def test_configured_triton_fitness_matches_cpu(monkeypatch, precision):
+def test_cuda_configured_triton_fitness_matches_cpu(monkeypatch, precision):
     """es.kernel=triton end to end (compiled, captured): the kernel really runs, and scores like the CPU loop."""
     launches = []
     original = triton_step.row_pass

@@ -180,13 +180,15 @@ def row_blocks(rows: int, cols: int, pairs: int, act: int, block_rows: int | Non
 def row_pass(weights: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
              v: torch.Tensor | None = None, a: torch.Tensor | None = None, out: torch.Tensor | None = None,
              act: int = ACT_NONE, act_param: float = 0.0, block_rows: int | None = None,
-             splits: int | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+             splits: int | None = None, num_warps: int | None = None,
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """One launch over W_t = keep·weights - leftᵀ right of c pairs; returns (z, u), each None if not asked.
 
     weights (c, o, i) in any float dtype with rows contiguous; keep (c,); left (c, k, o) and right
     (c, k, i) float32, k ≤ 3. v (c or 1, i): z = W_t v (c, o). out (c, o, i), not weights: W_t is
     written there. act: ACT_GIVEN with a (c, o): u = W_tᵀ a; ACT_SOFTMAX: u = W_tᵀ softmax(z);
     an ACT_CODES value (parameter act_param): u = W_tᵀ σ(z); ACT_NONE: no u. z and u are float32.
+    block_rows, splits, num_warps override the launch shape (row_blocks; 8 warps for rows of ≥ 2048).
     """
     c, rows, cols = weights.shape
     rank = left.shape[1]
@@ -213,7 +215,7 @@ def row_pass(weights: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, righ
         (vv.stride(0) if vv.shape[0] > 1 else 0) if dot else 0, a.stride(0) if a is not None else 0,
         rows, n_splits * cols, cols,
         RANK=rank, ACT=act, WRITE=out is not None, DOT=dot, BLOCK_R=block_r, BLOCK_C=block_c,
-        num_warps=8 if block_c >= 2048 else 4,
+        num_warps=num_warps or (8 if block_c >= 2048 else 4),
     )
     return z, (None if u is None else u[:, 0] if n_splits == 1 else u.sum(1))
 
