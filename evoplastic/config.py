@@ -90,6 +90,22 @@ class AdamConfig:
 
 
 @dataclass(frozen=True)
+class ObjectiveConfig:
+    """How a candidate's per-task scores (T,) become the one number ES ranks (before + λ‖θ‖₁)."""
+
+    reduce: str = "mean"
+    """mean: the mean task loss (the paper's meta-loss); error: the mean query error (1 - accuracy,
+    no gradient); cvar: the mean loss of the worst cvar_fraction of the tasks; mean_std: mean + std_weight · std."""
+    cvar_fraction: float = 0.1
+    """cvar: the share q of a candidate's tasks, the worst ones, whose loss is averaged (at least one task)."""
+    std_weight: float = 1.0
+    """mean_std: κ in mean + κ·std of the task losses (κ > 0 penalises rules that work on some tasks only)."""
+
+
+OBJECTIVES = ("mean", "error", "cvar", "mean_std")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """A whole experiment; saved resolved into every run directory and checkpoint."""
 
@@ -119,6 +135,7 @@ class ExperimentConfig:
     es: ESConfig = field(default_factory=ESConfig)
     adam: AdamConfig = field(default_factory=AdamConfig)
     kcap: KcapConfig = field(default_factory=KcapConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     config_version: int = CONFIG_VERSION
     """Schema version of a saved config; older ones are migrated when loaded (migrate)."""
 
@@ -274,6 +291,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"es.population_size must be ≥ 2, got {cfg.es.population_size}")
     if cfg.rule.l1 < 0:
         raise ConfigError(f"rule.l1 must be ≥ 0, got {cfg.rule.l1}")
+    _check_objective(cfg)
     try:
         if cfg.family == "paper":
             validate_paper(cfg)
@@ -283,6 +301,20 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(str(err)) from None
     _check_speed_options(cfg)
     return cfg
+
+
+def _check_objective(cfg: ExperimentConfig) -> None:
+    """The task reduction's choice and parameters; the Adam loop keeps the mean loss, which has a gradient."""
+    obj = cfg.objective
+    _choice(obj.reduce, OBJECTIVES, "objective.reduce")
+    if not 0 < obj.cvar_fraction <= 1:
+        raise ConfigError(f"objective.cvar_fraction must lie in (0, 1], got {obj.cvar_fraction}")
+    if obj.std_weight < 0:
+        raise ConfigError(f"objective.std_weight must be ≥ 0, got {obj.std_weight}")
+    if cfg.outer == "adam" and obj.reduce != "mean":
+        raise ConfigError(f"objective.reduce={obj.reduce} is for outer=es: the Adam loop follows the gradient of "
+                          "the mean task loss (the query error has none, being piecewise constant, and the paper's "
+                          "loop is defined on the mean); use outer=es, or objective.reduce=mean")
 
 
 def _check_speed_options(cfg: ExperimentConfig) -> None:
@@ -311,6 +343,6 @@ def _check_speed_options(cfg: ExperimentConfig) -> None:
 
 __all__ = [
     "AdamConfig", "CONFIG_VERSION", "ConfigError", "ESConfig", "ExperimentConfig", "FAMILIES", "KcapConfig",
-    "NetworkConfig", "RuleConfig", "TaskConfig", "config_from_dict", "config_to_dict", "load_config", "migrate",
-    "override_config", "parse_override", "validate",
+    "NetworkConfig", "OBJECTIVES", "ObjectiveConfig", "RuleConfig", "TaskConfig", "config_from_dict",
+    "config_to_dict", "load_config", "migrate", "override_config", "parse_override", "validate",
 ]

@@ -32,7 +32,8 @@ class Evaluation:
     accuracy: torch.Tensor
     """(P,) mean query accuracy over the T tasks."""
     fitness: torch.Tensor
-    """(P,) loss + λ‖θ‖₁, with DIVERGED_FITNESS for diverged candidates when sanitised."""
+    """(P,) objective (config objective.reduce of the task scores) + λ‖θ‖₁, with DIVERGED_FITNESS for
+    diverged candidates when sanitised."""
     diverged: torch.Tensor
     """(P,) bool: the candidate's loss was not finite."""
     task_loss: torch.Tensor | None = None
@@ -73,6 +74,26 @@ def members_that_fit(free_bytes: int | None, pair_bytes: int, n_tasks: int) -> i
     return max(1, math.floor(MEMORY_FRACTION * free_bytes / (pair_bytes * n_tasks)))
 
 
+def reduce_tasks(task_loss: torch.Tensor, task_accuracy: torch.Tensor, objective: Any) -> torch.Tensor:
+    """(P,) meta-objective of (P, T) task scores: mean loss, mean error, CVaR of the loss, or mean + κ·std.
+
+    A candidate with any non-finite task loss gets a non-finite objective (it diverged), whatever
+    the reduction; CVaR averages the ⌈q·T⌉ largest losses.
+    """
+    if objective.reduce == "mean":
+        return task_loss.mean(1)
+    finite = torch.isfinite(task_loss).all(1)
+    if objective.reduce == "error":
+        value = 1 - task_accuracy.to(task_loss.dtype).mean(1)
+    elif objective.reduce == "cvar":
+        worst = max(1, math.ceil(objective.cvar_fraction * task_loss.shape[1]))
+        value = task_loss.topk(worst, dim=1).values.mean(1)
+    else:
+        spread = task_loss.std(1) if task_loss.shape[1] > 1 else torch.zeros_like(task_loss[:, 0])
+        value = task_loss.mean(1) + objective.std_weight * spread
+    return torch.where(finite, value, torch.full_like(value, float("nan")))
+
+
 def sanitise(loss: torch.Tensor, penalty: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Fitness with non-finite entries replaced by DIVERGED_FITNESS, and the diverged mask."""
     fitness = loss + penalty
@@ -108,12 +129,14 @@ class FitnessFunction:
         return self.evaluation(theta, task_loss, task_acc)
 
     def evaluation(self, theta: torch.Tensor, task_loss: torch.Tensor, task_acc: torch.Tensor) -> Evaluation:
-        """Reduce (P, T) scores to an Evaluation: task mean + λ‖θ‖₁, sanitised unless differentiable."""
+        """Reduce (P, T) scores to an Evaluation: the objective's task reduction + λ‖θ‖₁, sanitised unless
+        differentiable; loss and accuracy stay task means (what the logs and tables report)."""
         loss, acc = task_loss.mean(1), task_acc.detach().mean(1)
+        objective = reduce_tasks(task_loss, task_acc, self.cfg.objective)
         penalty = self.cfg.rule.l1 * theta.abs().sum(1)
         if theta.requires_grad and torch.is_grad_enabled():
-            fitness = loss + penalty
+            fitness = objective + penalty
             diverged = ~torch.isfinite(fitness.detach())
         else:
-            fitness, diverged = sanitise(loss, penalty)
+            fitness, diverged = sanitise(objective, penalty)
         return Evaluation(loss, acc, fitness, diverged, task_loss.detach(), task_acc.detach())
