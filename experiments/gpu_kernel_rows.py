@@ -40,9 +40,11 @@ from evoplastic.families.paper.network import make_activation  # noqa: E402
 from evoplastic.families.paper.rules import expand_theta, resolve_terms, update_rank  # noqa: E402
 from evoplastic.precision import matmul_precision, weight_dtype  # noqa: E402
 
-PATHS = [("triton", "float16"), ("triton", "float32"), ("triton", "bfloat16"), ("inductor", "float32"),
-         ("inductor", "float16")]
-"""(kernel, es.precision) of the episode rows, most wanted first (a time limit may cut the tail)."""
+PATHS = [("triton", "float16", True), ("triton", "float32", True), ("inductor", "float32", True),
+         ("triton", "float16", False), ("triton", "bfloat16", True), ("inductor", "float16", True)]
+"""(kernel, es.precision, torch.compile) of the episode rows, most wanted first (a time limit may cut the tail).
+The uncompiled Triton row (its torch glue eager, still replayed from a CUDA graph) shows what torch.compile
+around the kernel gains, or costs if Inductor copies the buffers the kernel writes."""
 LAUNCH_SHAPES = [(None, None), (2, 4), (8, 4), (8, 8), (16, 8), (1, 4)]
 """(block_rows, num_warps) of the row-pass sweep; (None, None) is row_blocks' default."""
 
@@ -115,8 +117,11 @@ def episode_rows(args, device: torch.device, machine) -> list[dict]:
     n_query, steps = tasks.query_x.shape[1], tasks.train_x.shape[1]
     print(f"  data: {data}; {steps} online steps + {n_query} query images; N = {args.members} members, one task")
     rows, accuracy = [], {}
-    for kernel, precision in PATHS:
-        options = fused.FusedOptions(compile=not args.eager, cuda_graph=device.type == "cuda" and not args.eager,
+    for kernel, precision, compiled in PATHS:
+        if kernel == "inductor" and not (compiled and not args.eager):
+            continue
+        name = kernel if compiled and not args.eager else f"{kernel}-eager"
+        options = fused.FusedOptions(compile=compiled and not args.eager, cuda_graph=device.type == "cuda",
                                      weight_dtype=weight_dtype(precision), kernel=kernel)
         with warnings.catch_warnings(record=True) as caught, torch.no_grad(), matmul_precision(precision, device):
             warnings.simplefilter("always")  # a Triton step that falls back warns: the row must say so
@@ -127,19 +132,19 @@ def episode_rows(args, device: torch.device, machine) -> list[dict]:
             episode = functools.partial(run_episode, theta, terms, tasks, init, act, compiled=options)
             times = bench.time_calls(episode, args.min_seconds, sync_for(device))
             result = episode()
-        accuracy[kernel, precision] = result.accuracy.double().cpu()
+        accuracy[name, precision] = result.accuracy.double().cpu()
         wbytes = torch.finfo(weight_dtype(precision) or torch.float32).bits // 8
         work = member_episode(tuple(args.dims), steps, n_query, "ideal" if kernel == "triton" else "compiled",
                               wbytes, args.members)
         rate = args.members / min(times)
-        row = {"kernel": kernel, "precision": precision, "members": args.members, "rate_best": rate,
+        row = {"kernel": name, "precision": precision, "members": args.members, "rate_best": rate,
                "rate_median": args.members / statistics.median(times), "reps": len(times),
                "compile_seconds": compile_seconds, "roofline_percent": 100 * rate / machine.ceiling(work),
                "bytes_ceiling": machine.bandwidth / work.bytes, "loss": float(result.loss.mean()),
                "accuracy": float(result.accuracy.mean()),
                "warnings": [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]}
         rows.append(row)
-        print(f"  {kernel:9}{precision:9}{rate:>11.1f} /s (median {row['rate_median']:.1f}, {len(times)} reps)  "
+        print(f"  {name:14}{precision:9}{rate:>11.1f} /s (median {row['rate_median']:.1f}, {len(times)} reps)  "
               f"{row['roofline_percent']:5.1f} % of its roofline ({row['bytes_ceiling']:.0f}/s)  accuracy "
               f"{row['accuracy']:.4f}  compile+1 step {compile_seconds:.1f} s"
               + (f"  FELL BACK / WARNED: {row['warnings']}" if row["warnings"] else ""), flush=True)
