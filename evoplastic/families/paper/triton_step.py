@@ -200,6 +200,7 @@ def row_pass(weights: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, righ
     if act in (ACT_SOFTMAX, *ACT_CODES.values()) and v is None:
         raise ValueError("σ(z) needs z: give v")
     block_r, block_c, per_split, n_splits = row_blocks(rows, cols, c, act, block_rows, splits)
+    v, a = [t if t is None or t.stride(-1) == 1 else t.contiguous() for t in (v, a)]  # the kernel steps by 1
     dot = v is not None
     z = weights.new_empty(c, rows, dtype=torch.float32) if dot else None
     u = weights.new_empty(c, n_splits, cols, dtype=torch.float32) if act != ACT_NONE else None
