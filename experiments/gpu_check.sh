@@ -97,11 +97,11 @@ grep -q "es.kernel" evoplastic/families/paper/problem.py \
 # --- 1. tests: the Triton kernel compiled on CUDA, the GPU-path and fused-loop suites ----------------------
 parallel=()
 $PY -c "import xdist" 2>/dev/null && parallel=(-n 8)
-section "tests (3 files)" 100 $PY -m pytest -q -p no:cacheprovider "${parallel[@]}" -rs \
+section "tests (3 files)" 90 $PY -m pytest -q -p no:cacheprovider "${parallel[@]}" -rs \
   tests/test_triton_step.py tests/test_gpu_path.py tests/test_fused.py 2>&1 | tee "$OUT/tests.log" | tail -40
 
 # --- 2. the kernel's rows: row pass alone, episodes per path, profile ----------------------------------------
-section "kernel rows (N=4096)" 110 $PY experiments/gpu_kernel_rows.py --members 4096 --json "$OUT/rows.json"
+section "kernel rows (N=4096)" 150 $PY experiments/gpu_kernel_rows.py --members 4096 --json "$OUT/rows.json"
 
 # --- 3. end to end at population 4096 ------------------------------------------------------------------------
 : > "$OUT/train.log"
