@@ -29,12 +29,13 @@ evaluate() {
   local pool=("$(run es_pool_seed1)" "$(run es_pool_seed2)" "$(run es_pool_seed3)")
   local grad=("$(run gradient_seed1)" "$(run gradient_seed2)" "$(run gradient_seed3)")
   local mlp=("$(run es_mlp_seed1)")
-  # (i) + (ii) at L = 5: the rules, the untrained network, raw input and backprop autoencoders, 100 tasks per dataset
-  evoplastic evaluate "${pool[@]}" --autoencoders --tasks 300 --no-progress --json "$OUT/baselines.json" \
+  # (i) + (ii) at L = 5: the rules, the untrained network, raw input and backprop autoencoders
+  # (--tasks counts tasks per dataset: 100 fresh tasks per cell)
+  evoplastic evaluate "${pool[@]}" --autoencoders --tasks 100 --no-progress --json "$OUT/baselines.json" \
     > "$OUT/baselines.md"
   # (ii) probe accuracy against labels per class
   for labels in 1 2 5 10 20; do
-    evoplastic evaluate "${pool[@]}" --tasks 300 --no-progress --set kcap.labels_per_class=$labels \
+    evoplastic evaluate "${pool[@]}" --tasks 100 --no-progress --set kcap.labels_per_class=$labels \
       --json "$OUT/labels_$labels.json" > "$OUT/labels_$labels.md"
   done
   # (iii) meta-trained on two datasets, evaluated on the third, beside the rule trained on all three
@@ -43,17 +44,21 @@ evaluate() {
       --set "kcap.datasets=[$held]" --json "$OUT/holdout_$held.json" > "$OUT/holdout_$held.md"
   done
   # ES vs the seed's gradient loop, and the term pool vs the MLP rule, at equal inner-loop episodes
-  evoplastic evaluate "${pool[@]}" "${grad[@]}" "${mlp[@]}" --tasks 300 --no-progress --no-baselines \
+  evoplastic evaluate "${pool[@]}" "${grad[@]}" "${mlp[@]}" --tasks 100 --no-progress --no-baselines \
     --json "$OUT/outer_loops.json" > "$OUT/outer_loops.md"
   # which terms survive L1 (each coefficient zeroed in turn, paired against the full rule)
-  evoplastic evaluate "$(run es_pool_l1)" --ablate --tasks 300 --no-progress --no-baselines \
+  evoplastic evaluate "$(run es_pool_l1)" --ablate --tasks 100 --no-progress --no-baselines \
     --json "$OUT/ablation.json" > "$OUT/ablation.md"
-  for r in "${pool[@]}" "${grad[@]}" "${mlp[@]}" "$(run es_pool_l1)" "$(run holdout_moons)" \
-           "$(run holdout_circles)" "$(run holdout_blobs)"; do
-    python -c "import json,sys; d=json.load(open('$r/theta.json')); print('$(basename "$r")', d['outer'], \
-      dict(zip(d['labels'], [float(f'{v:.4g}') for v in d['theta']])) if len(d['theta']) < 20 else len(d['theta']), \
-      round(100*d['final/accuracy'], 2))"
-  done > "$OUT/theta.txt"
+  python - "${pool[@]}" "${grad[@]}" "${mlp[@]}" "$(run es_pool_l1)" "$(run holdout_moons)" \
+    "$(run holdout_circles)" "$(run holdout_blobs)" > "$OUT/theta.md" <<'PY'
+import json, pathlib, sys
+print("| run | outer | θ | accuracy on its final tasks (%) |\n|---|---|---|---|")
+for run in map(pathlib.Path, sys.argv[1:]):
+    d = json.loads((run / "theta.json").read_text())
+    theta = ", ".join(f"{k} {v:.4g}" for k, v in zip(d["labels"], d["theta"])) if len(d["theta"]) < 20 \
+        else f"{len(d['theta'])} MLP weights"
+    print(f"| {run.name} | {d['outer']} | {theta} | {100 * d['final/accuracy']:.2f} ± {100 * d['final/accuracy_ci95']:.2f} |")
+PY
 }
 
 case "${1:-all}" in

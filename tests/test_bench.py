@@ -116,17 +116,19 @@ def test_cuda_default_is_a_short_set_in_one_process_and_full_adds_the_rest(monke
 
     quick = suite_args(monkeypatch, cuda=True)
     assert planned(quick) == [("no-grad", 1), ("autograd", 1), ("no-grad", 2048), ("compiled+graph", 2048),
-                              ("compiled+graph+float16", 2048)]
+                              ("compiled+graph+float16", 2048), ("compiled+graph+triton", 2048),
+                              ("compiled+graph+triton+float16", 2048)]
     assert quick.one_process and not quick.mpi and quick.kcap_members == (1, 512, 8192)
     (group,) = plan_jobs(quick)  # one child: every shape compiles once, shared by the rows and the check
-    assert [job["kind"] for job in group] == ["case"] * 5 + ["precision"] + ["family"] * 3
-    assert group[5]["spec"]["per_task"] == 2048 and group[5]["spec"]["precisions"] == ["float16"]
+    assert [job["kind"] for job in group] == ["case"] * 7 + ["precision"] + ["family"] * 3
+    assert group[7]["spec"]["per_task"] == 2048 and group[7]["spec"]["precisions"] == ["float16"]
     assert check_spec(suite_args(monkeypatch, "--members", "8192", cuda=True), 50)["tasks"] == 2  # ≤ 16384 pairs
     full = suite_args(monkeypatch, "--full", cuda=True)
     assert planned(full) == [("no-grad", 1), ("autograd", 1), ("no-grad", 256), ("no-grad", 2048), ("compiled", 256),
                              ("compiled", 2048), ("compiled+graph", 256), ("compiled+graph", 2048),
                              ("compiled+graph+tf32", 2048), ("compiled+graph+bfloat16", 2048),
-                             ("compiled+graph+float16", 2048)]
+                             ("compiled+graph+float16", 2048), ("compiled+graph+triton", 2048),
+                             ("compiled+graph+triton+bfloat16", 2048), ("compiled+graph+triton+float16", 2048)]
     assert full.mpi and full.one_process
     assert not suite_args(monkeypatch, "--no-one-process", "--no-kcap", cuda=True).one_process
 

@@ -134,8 +134,8 @@ def test_compare_kcap_runs_renders_their_labels_settings_and_family_evaluation(k
     assert "| normalise | objective | n_hidden | cap | datasets |" in header and "activation" not in header
     assert "| pool | `" in report and "| row | probe_loss | 16 | 4 | moons, circles, blobs |" in report
     held_out = report.split("## Held-out evaluation")[1]
-    assert "6 fresh tasks" in held_out and "**all** (6 tasks)" in held_out
-    all_tasks = held_out.split("**all** (6 tasks)")[1]
+    assert "6 fresh tasks" in held_out and "**all** (18 tasks)" in held_out  # 6 per dataset
+    all_tasks = held_out.split("**all** (18 tasks)")[1]
     rows = [line.split(" | ")[0][2:] for line in all_tasks.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[1:6] == ["pool", "pool_seed1", "mlp", "untrained k-cap RNN", "raw 10-D input"]
     assert "| probe_accuracy | probe_loss | ae_mse | emd |" in all_tasks

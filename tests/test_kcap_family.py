@@ -170,13 +170,13 @@ def test_evaluate_scores_kcap_runs_beside_their_baselines(tmp_path, capsys):
         train(replace(cfg, seed=seed), run, progress=False)
         runs.append(str(run.path))
     out = tmp_path / "eval.json"
-    assert main([*runs, "--tasks", "6", "--ablate", "--no-progress", "--json", str(out),
+    assert main([*runs, "--tasks", "2", "--ablate", "--no-progress", "--json", str(out),
                  "--set", "kcap.labels_per_class=2"]) == 0
     text = capsys.readouterr().out
     assert "untrained k-cap RNN" in text and "raw 10-D input" in text and "without oja" in text
     data = json.loads(out.read_text())
     labels = [row["label"] for row in data["rows"]]
     assert labels[:2] == [Path(r).name for r in runs] and len(labels) == 2 + 4 + 2
-    assert all(len(row["probe_accuracy"]) == 6 for row in data["rows"])
+    assert all(len(row["probe_accuracy"]) == 6 for row in data["rows"])  # 2 per dataset
     assert sorted(set(data["groups"])) == [0, 1, 2]  # tasks cycle through the three datasets
     assert data["rows"][-1]["ae_mse"][0] is None or data["rows"][-1]["ae_mse"][0] != data["rows"][-1]["ae_mse"][0]

@@ -65,13 +65,15 @@ class Case:
     """Compiled rows: replay each chunk's online phase from a CUDA graph (on CPU: fixed buffers)."""
     dataset: str = ""
     """task.dataset spec of the tasks; empty for the EMNIST subset when present (emnist_subset)."""
+    kernel: str = "inductor"
+    """Compiled rows: the step's kernel, inductor or triton (the single pass of issue 14, CUDA)."""
 
     @property
     def label(self) -> str:
         """Row name: mode, plus the CUDA graph and a non-float32 precision."""
         name = {"nograd": "no-grad", "compiled": "compiled"}.get(self.mode, self.mode)
         precision = "" if self.precision == "float32" else f"+{self.precision}"
-        return name + ("+graph" if self.cuda_graph else "") + precision
+        return name + ("+graph" if self.cuda_graph else "") + ("+triton" if self.kernel == "triton" else "") + precision
 
     @classmethod
     def from_dict(cls, values: dict) -> Case:
@@ -148,7 +150,7 @@ def episode(case: Case, theta: torch.Tensor, tasks: TaskBatch, init: NetworkStat
     """One no-grad (eager or compiled) or autograd (forward + backward) episode; mean query loss and accuracy."""
     terms = resolve_terms(case.rule)
     if case.mode in ("nograd", "compiled"):
-        options = case.mode == "compiled" and FusedOptions.for_precision(case.precision, case.cuda_graph)
+        options = case.mode == "compiled" and FusedOptions.for_precision(case.precision, case.cuda_graph, case.kernel)
         with torch.no_grad(), matmul_precision(case.precision, theta.device):
             result = run_episode(theta, terms, tasks, init, activation, compiled=options)
     else:

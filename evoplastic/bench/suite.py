@@ -89,7 +89,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 def suite_cases(args: argparse.Namespace) -> list[Case]:
     """Per-member loop and autograd first (every later ratio needs both), then eager and compiled rows
     (CUDA: replayed from graphs) at each N and the reduced precisions at the last N. On CUDA without
-    --full: the batched rows at the last N only, and compiled rows only with graphs."""
+    --full: the batched rows at the last N only, and compiled rows only with graphs. The Triton kernel's
+    rows follow on CUDA."""
     cuda = args.device.startswith("cuda")
     quick = cuda and not args.full
     k = max(1, args.steps // bench.N_WAY) if args.steps else TaskConfig().k_shot
@@ -99,7 +100,10 @@ def suite_cases(args: argparse.Namespace) -> list[Case]:
     cases = [case("nograd", 1), case("autograd", 1)] + [case("nograd", n) for n in sizes]
     cases += [] if quick else [case("compiled", n) for n in sizes]
     cases += [case("compiled", n, cuda_graph=True) for n in sizes] if cuda else []
-    return cases + [case("compiled", args.members[-1], cuda_graph=cuda, precision=p) for p in args.precisions]
+    cases += [case("compiled", args.members[-1], cuda_graph=cuda, precision=p) for p in args.precisions]
+    # the single-pass Triton kernel (issue 14), CUDA only: float32 W and each 16-bit storage of the run
+    return cases + ([case("compiled", args.members[-1], cuda_graph=True, precision=p, kernel="triton")
+                     for p in ("float32", *args.precisions) if p != "tf32"] if cuda else [])
 
 
 def check_spec(args: argparse.Namespace, k_shot: int) -> dict:
@@ -133,7 +137,7 @@ def plan_jobs(args: argparse.Namespace) -> list[list[dict]]:
 def roofline_percent(result: Result, machine: Machine, n_query: int) -> float:
     """Rate as a percentage of this row's roofline ceiling on the measured machine."""
     c = result.case
-    formulation = "compiled" if c.mode == "compiled" else "eager"
+    formulation = ("ideal" if c.kernel == "triton" else "compiled") if c.mode == "compiled" else "eager"
     shared = min(c.members, COMPILED_CHUNK) if c.mode == "compiled" and c.device == "cpu" else c.members
     wbytes = torch.finfo(weight_dtype(c.precision) or torch.float32).bits // 8
     work = member_episode(c.dims, c.k_shot * bench.N_WAY, n_query, formulation, wbytes, shared)

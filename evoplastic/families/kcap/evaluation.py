@@ -41,7 +41,7 @@ class Evaluated:
 
 
 def _block_rows(problem: KcapProblem, batch: KcapBatch, rules: list[tuple[str, torch.Tensor]], baselines: bool,
-                autoencoders: bool, block: int) -> list[tuple[str, dict[str, torch.Tensor]]]:
+                autoencoders: bool, block: str) -> list[tuple[str, dict[str, torch.Tensor]]]:
     """Every row's scores on one block of tasks."""
     cfg, tasks = problem.kcap, batch.tasks
     rows = [(label, problem.pair_scores(theta.view(1, -1).to(problem.device, problem.dtype), batch))
@@ -59,15 +59,20 @@ def _block_rows(problem: KcapProblem, batch: KcapBatch, rules: list[tuple[str, t
 
 def evaluate(cfg: ExperimentConfig, rules: list[tuple[str, torch.Tensor]], n_tasks: int = 100, seed: int = 0,
              baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> Evaluated:
-    """Scores (T,) of each (label, θ (R,)) rule and the baselines on n_tasks tasks of cfg.kcap's datasets."""
+    """Scores (T,) of each (label, θ (R,)) rule and the baselines on n_tasks tasks of each of cfg.kcap's datasets.
+
+    Tasks of dataset d, block b depend only on (seed, d, b): adding a dataset or a row changes no other cell.
+    """
     if n_tasks < 1:
         raise ValueError(f"--tasks must be ≥ 1, got {n_tasks}")
-    problem = KcapProblem(replace(cfg, seed=seed, device=device))
     blocks, groups = [], []
-    for block, start in enumerate(range(0, n_tasks, TASK_BLOCK)):
-        batch = problem.draw(block, PURPOSE, min(TASK_BLOCK, n_tasks - start))
-        blocks.append(_block_rows(problem, batch, rules, baselines, autoencoders, block))
-        groups.append(batch.tasks.dataset.cpu())
+    for name in cfg.kcap.datasets:
+        one = replace(cfg, seed=seed, device=device, kcap=replace(cfg.kcap, datasets=(name,)))
+        problem = KcapProblem(one)
+        for block, start in enumerate(range(0, n_tasks, TASK_BLOCK)):
+            batch = problem.draw(f"{name}/{block}", PURPOSE, min(TASK_BLOCK, n_tasks - start))
+            blocks.append(_block_rows(problem, batch, rules, baselines, autoencoders, f"{name}/{block}"))
+            groups.append(torch.full((batch.n_tasks,), DATASETS.index(name), dtype=torch.long))
     rows = []
     for i, (label, _) in enumerate(blocks[0]):
         per_task = {m: torch.cat([_metric(b[i][1], m) for b in blocks]) for m in METRICS}

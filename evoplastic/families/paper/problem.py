@@ -86,7 +86,8 @@ class PaperProblem:
         self.device = device or resolve_device(cfg.device)
         self.dtype = getattr(torch, cfg.dtype)
         self.fused = cfg.es.compile and FusedOptions.for_precision(
-            cfg.es.precision, cuda_graph=cfg.es.cuda_graph and self.device.type == "cuda")
+            cfg.es.precision, cuda_graph=cfg.es.cuda_graph and self.device.type == "cuda",
+            kernel=cfg.es.kernel if self.device.type == "cuda" else "inductor")
         """False for the plain loop, else how the compiled loop runs (run_episode's compiled)."""
 
     def draw(self, step: int | str, purpose: str, n_tasks: int) -> PaperBatch:
