@@ -180,3 +180,18 @@ def test_evaluate_scores_kcap_runs_beside_their_baselines(tmp_path, capsys):
     assert all(len(row["probe_accuracy"]) == 6 for row in data["rows"])  # 2 per dataset
     assert sorted(set(data["groups"])) == [0, 1, 2]  # tasks cycle through the three datasets
     assert data["rows"][-1]["ae_mse"][0] is None or data["rows"][-1]["ae_mse"][0] != data["rows"][-1]["ae_mse"][0]
+
+
+def test_pool_and_mlp_rules_are_evaluated_on_the_same_tasks(tmp_path, capsys):
+    from evoplastic.analysis.evaluate import main
+
+    runs = []
+    for rule in ("pool", "mlp"):
+        cfg = tiny_kcap("steps=1", "eval_every=0", f"kcap.rule={rule}", f"name=k_{rule}")
+        run = RunDir.create(cfg, tmp_path)
+        train(cfg, run, progress=False)
+        runs.append(str(run.path))
+    out = tmp_path / "both.json"
+    assert main([*runs, "--tasks", "2", "--no-progress", "--json", str(out)]) == 0
+    rows = {row["label"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) >= {Path(r).name for r in runs} | {"untrained k-cap RNN"}

@@ -234,7 +234,7 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
         label, _, theta = rules[0]
         names = get_family(family_name).theta_space(cfg).labels
         rules += [(f"without {name}", cfg, theta.index_fill(0, torch.tensor([i]), 0.0)) for i, name in enumerate(names)]
-    evaluated = family.evaluate(cfg, [(label, theta) for label, _, theta in rules], args.tasks, args.seed,
+    evaluated = family.evaluate(cfg, [(label, theta, own) for label, own, theta in rules], args.tasks, args.seed,
                                 args.baselines, args.autoencoders, args.device)
     print(f"{args.tasks} fresh tasks, seed {args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
     print(grouped_tables(evaluated, FAMILY_METRICS))

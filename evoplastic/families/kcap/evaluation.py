@@ -40,12 +40,25 @@ class Evaluated:
     group_names: tuple[str, ...]
 
 
-def _block_rows(problem: KcapProblem, batch: KcapBatch, rules: list[tuple[str, torch.Tensor]], baselines: bool,
+RULE_FIELDS = ("rule", "terms", "per_matrix", "plastic", "normalise", "mlp_hidden")
+"""KcapConfig fields that shape a rule's θ, taken from each rule's own config; data and network
+fields come from the evaluation's config, so every rule sees the same tasks and initial networks."""
+
+
+def _rule_problem(problem: KcapProblem, own: ExperimentConfig | None) -> KcapProblem:
+    """The evaluation's problem with a rule's own θ space (pool or MLP, terms, blocks, normalisation)."""
+    if own is None:
+        return problem
+    kcap = replace(problem.kcap, **{key: getattr(own.kcap, key) for key in RULE_FIELDS})
+    return KcapProblem(replace(problem.cfg, kcap=kcap), problem.device)
+
+
+def _block_rows(problem: KcapProblem, batch: KcapBatch, rules: list[tuple], baselines: bool,
                 autoencoders: bool, block: str) -> list[tuple[str, dict[str, torch.Tensor]]]:
     """Every row's scores on one block of tasks."""
     cfg, tasks = problem.kcap, batch.tasks
-    rows = [(label, problem.pair_scores(theta.view(1, -1).to(problem.device, problem.dtype), batch))
-            for label, theta in rules]
+    rows = [(label, _rule_problem(problem, own[0] if own else None).pair_scores(
+        theta.view(1, -1).to(problem.device, problem.dtype), batch)) for label, theta, *own in rules]
     if baselines:
         with torch.no_grad():
             rows.append(("untrained k-cap RNN", untrained_scores(tasks, batch.init, cfg)))
@@ -57,9 +70,9 @@ def _block_rows(problem: KcapProblem, batch: KcapBatch, rules: list[tuple[str, t
     return rows
 
 
-def evaluate(cfg: ExperimentConfig, rules: list[tuple[str, torch.Tensor]], n_tasks: int = 100, seed: int = 0,
+def evaluate(cfg: ExperimentConfig, rules: list[tuple], n_tasks: int = 100, seed: int = 0,
              baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> Evaluated:
-    """Scores (T,) of each (label, θ (R,)) rule and the baselines on n_tasks tasks of each of cfg.kcap's datasets.
+    """Scores (T,) of each (label, θ (R,)[, its config]) rule and the baselines on n_tasks tasks of each dataset.
 
     Tasks of dataset d, block b depend only on (seed, d, b): adding a dataset or a row changes no other cell.
     """

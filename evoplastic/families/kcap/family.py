@@ -60,9 +60,10 @@ class KcapFamily:
         }
 
 
-    def evaluate(self, cfg: ExperimentConfig, rules: list[tuple[str, torch.Tensor]], n_tasks: int, seed: int,
+    def evaluate(self, cfg: ExperimentConfig, rules: list[tuple], n_tasks: int, seed: int,
                  baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> Evaluated:
-        """The rules beside the untrained network, the raw input and (optionally) backprop autoencoders."""
+        """The rules, (label, θ) or (label, θ, their config), beside the untrained network, the raw input and
+        (optionally) backprop autoencoders, all on cfg's tasks."""
         return evaluate(cfg, rules, n_tasks, seed, baselines, autoencoders, device)
 
 
