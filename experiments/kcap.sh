@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every k-cap (seed 004) figure of the README, from scratch: trains the runs of configs/kcap/ into
-# runs/kcap/ and writes the evaluation tables to docs/results/kcap/. About 25 minutes on one CPU
-# core. Usage: bash experiments/kcap.sh [train|evaluate|all] (default all).
+# runs/kcap/ and writes the evaluation tables to docs/results/kcap/ (*.md; the per-task *.json are
+# not committed). About 45 minutes on one CPU core. Usage: bash experiments/kcap.sh [train|evaluate|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -59,6 +59,7 @@ for run in map(pathlib.Path, sys.argv[1:]):
         else f"{len(d['theta'])} MLP weights"
     print(f"| {run.name} | {d['outer']} | {theta} | {100 * d['final/accuracy']:.2f} ± {100 * d['final/accuracy_ci95']:.2f} |")
 PY
+  python experiments/kcap_tables.py "$OUT" > "$OUT/summary.md"  # the README's tables
 }
 
 case "${1:-all}" in
