@@ -61,6 +61,11 @@ class TaskConfig:
     """Map a task's classes to labels 0..n_way-1 instead of dataset class ids."""
     class_replacement: bool = False
     """Draw a task's classes with replacement, as the published code does (a class may repeat)."""
+    mixture: tuple[str, ...] = ()
+    """Datasets to draw tasks from instead of task.dataset, each task from one of them (e.g. [emnist,
+    fashion-mnist]): a rule meta-trained across domains. Their images must have the same size."""
+    mixture_weights: tuple[float, ...] = ()
+    """Relative probability of each task.mixture dataset; empty: equal."""
 
 
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
@@ -93,6 +98,13 @@ def validate(cfg: Any) -> None:
         raise ValueError("task.relabel and task.class_replacement conflict: a repeated class would get two labels")
     if task.relabel and net.dims[-1] < task.n_way:
         raise ValueError(f"task.relabel needs ≥ n_way={task.n_way} outputs, but network.dims ends in {net.dims[-1]}")
+    if task.mixture_weights and len(task.mixture_weights) != len(task.mixture):
+        raise ValueError(f"task.mixture_weights has {len(task.mixture_weights)} values for {len(task.mixture)} "
+                         f"task.mixture datasets; give one weight per dataset, or none for equal weights")
+    if any(w < 0 for w in task.mixture_weights) or (task.mixture_weights and not sum(task.mixture_weights) > 0):
+        raise ValueError(f"task.mixture_weights must be ≥ 0 and not all 0, got {list(task.mixture_weights)}")
+    if task.mixture and task.classes:
+        raise ValueError("task.classes names class ids of one dataset; with task.mixture leave it empty")
     try:
         terms = resolve_terms(cfg.rule.terms)
     except ValueError as err:

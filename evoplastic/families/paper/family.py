@@ -11,7 +11,7 @@ from evoplastic.core.family import ThetaSpace
 from evoplastic.families.paper.config import check_differentiable, validate
 from evoplastic.families.paper.data import load_dataset
 from evoplastic.families.paper.problem import PaperProblem
-from evoplastic.families.paper.tasks import TaskSampler
+from evoplastic.families.paper.tasks import MixtureSampler, TaskSampler
 from evoplastic.families.paper.terms import DEFAULT_TERM_SCALE, TERM_FORMULAS, default_theta, resolve_terms
 
 
@@ -45,8 +45,10 @@ class PaperFamily:
     def build_problem(self, cfg: ExperimentConfig, device: torch.device | None = None) -> PaperProblem:
         """Load the dataset and make the problem of an experiment."""
         t = cfg.task
-        dataset = load_dataset(t.dataset, t.data_dir, t.split, t.download)
-        return PaperProblem(cfg, TaskSampler(dataset, t), device)
+        samplers = [TaskSampler(load_dataset(name, t.data_dir, t.split, t.download), t)
+                    for name in (t.mixture or (t.dataset,))]
+        sampler = MixtureSampler(samplers, t.mixture_weights) if t.mixture else samplers[0]
+        return PaperProblem(cfg, sampler, device)
 
     def describe(self, cfg: ExperimentConfig) -> dict[str, Any]:
         terms = resolve_terms(cfg.rule.terms)

@@ -18,7 +18,7 @@ from evoplastic.families.paper.inner import records_graph, run_episode
 from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights
 from evoplastic.families.paper.rules import resolve_terms
-from evoplastic.families.paper.tasks import TaskBatch, TaskSampler
+from evoplastic.families.paper.tasks import MixtureSampler, TaskBatch, TaskSampler
 from evoplastic.precision import matmul_precision
 from evoplastic.seeding import make_generator
 
@@ -62,22 +62,25 @@ def members_in_cache(pair_weight_bytes: int, n_tasks: int) -> int:
     return max(1, CPU_CACHE_BYTES // (pair_weight_bytes * n_tasks))
 
 
-def check_compatible(cfg: ExperimentConfig, sampler: TaskSampler) -> None:
-    """The network must take the dataset's pixels and have an output for every label."""
-    dims, pixels = cfg.network.dims, sampler.dataset.n_features
-    if dims[0] != pixels:
-        raise ValueError(f"{sampler.dataset.name} images have {pixels} pixels but network.dims starts with "
-                         f"{dims[0]}; set network.dims[0] = {pixels}")
-    top = cfg.task.n_way - 1 if cfg.task.relabel else max(sampler.classes)
-    if top >= dims[-1]:
-        raise ValueError(f"label {top} does not fit {dims[-1]} output units; set network.dims[-1] ≥ {top + 1} "
-                         f"or task.relabel=true")
+def check_compatible(cfg: ExperimentConfig, sampler: TaskSampler | MixtureSampler) -> None:
+    """The network must take every dataset's pixels and have an output for every label."""
+    dims = cfg.network.dims
+    for part in sampler.samplers:
+        pixels = part.dataset.n_features
+        if dims[0] != pixels:
+            raise ValueError(f"{part.dataset.name} images have {pixels} pixels but network.dims starts with "
+                             f"{dims[0]}; set network.dims[0] = {pixels}")
+        top = cfg.task.n_way - 1 if cfg.task.relabel else max(part.classes)
+        if top >= dims[-1]:
+            raise ValueError(f"label {top} of {part.dataset.name} does not fit {dims[-1]} output units; set "
+                             f"network.dims[-1] ≥ {top + 1} or task.relabel=true")
 
 
 class PaperProblem:
     """Scores candidate θ (paper units, searched terms only): online learning of T tasks, query cross-entropy."""
 
-    def __init__(self, cfg: ExperimentConfig, sampler: TaskSampler, device: torch.device | None = None):
+    def __init__(self, cfg: ExperimentConfig, sampler: TaskSampler | MixtureSampler,
+                 device: torch.device | None = None):
         check_compatible(cfg, sampler)
         self.cfg = cfg
         self.sampler = sampler

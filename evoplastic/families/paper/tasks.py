@@ -26,6 +26,12 @@ class TaskBatch:
     def n_tasks(self) -> int:
         return self.train_x.shape[0]
 
+    @classmethod
+    def cat(cls, batches: list[TaskBatch]) -> TaskBatch:
+        """The tasks of several batches in order (their tensors concatenated along the task axis)."""
+        fields = ("train_x", "train_y", "query_x", "query_y", "classes")
+        return cls(*(torch.cat([getattr(b, f) for b in batches]) for f in fields))
+
     def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> TaskBatch:
         """The same tasks with fn applied to every tensor (slicing, cloning)."""
         return TaskBatch(*(fn(t) for t in (self.train_x, self.train_y, self.query_x, self.query_y, self.classes)))
@@ -64,6 +70,11 @@ class TaskSampler:
             self.by_class[c] = idx
         self.classes = classes
 
+    @property
+    def samplers(self) -> tuple[TaskSampler, ...]:
+        """The single-dataset samplers behind this one: itself."""
+        return (self,)
+
     def _draw_classes(self, generator: torch.Generator) -> torch.Tensor:
         n = len(self.classes)
         if self.cfg.class_replacement:  # the published code's behaviour, for comparison only
@@ -96,3 +107,25 @@ class TaskSampler:
             qy.append(torch.tensor(query_lab))
             cls.append(torch.tensor(chosen))
         return TaskBatch(torch.stack(tx), torch.stack(ty), torch.stack(qx), torch.stack(qy), torch.stack(cls))
+
+
+class MixtureSampler:
+    """Draws each task from one of several datasets' samplers, picked with the configured weights.
+
+    Seeded like TaskSampler: the same generator gives the same datasets, classes and images.
+    """
+
+    def __init__(self, samplers: list[TaskSampler], weights: tuple[float, ...] = ()):
+        if not samplers:
+            raise ValueError("a task mixture needs at least one dataset")
+        sizes = {s.dataset.n_features for s in samplers}
+        if len(sizes) > 1:
+            names = ", ".join(f"{s.dataset.name} ({s.dataset.n_features} pixels)" for s in samplers)
+            raise ValueError(f"task.mixture datasets must have images of one size, got {names}")
+        self.samplers = tuple(samplers)
+        self.weights = torch.tensor(weights or [1.0] * len(samplers), dtype=torch.float64)
+
+    def sample(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
+        """T tasks, task t from dataset d_t ~ weights; a task's classes all come from its dataset."""
+        picks = torch.multinomial(self.weights, n_tasks, replacement=True, generator=generator)
+        return TaskBatch.cat([self.samplers[int(d)].sample(1, generator) for d in picks])
