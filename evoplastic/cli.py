@@ -149,12 +149,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse argv; for train, KEY=VALUE overrides may also follow the options (--no-progress steps=5)."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = [w for w in extra if "=" in w and not w.startswith("-")]
+    if getattr(args, "command", None) == "train" and overrides:
+        args.config_and_overrides = list(args.config_and_overrides) + overrides
+        extra = [w for w in extra if w not in overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv and argv[0] in PASS_THROUGH:
             return _pass_through(argv)
-        args = build_parser().parse_args(argv)
+        args = parse(build_parser(), argv)
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"evoplastic: error: {err}", file=sys.stderr)

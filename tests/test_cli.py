@@ -271,3 +271,15 @@ def test_evaluate_and_compare_through_the_cli(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out / "report.md")
     held_out = (out / "report.md").read_text().split("## Held-out evaluation")[1]
     assert "| es_tiny |" in held_out and "| adam_tiny |" in held_out and (out / "learning.png").is_file()
+
+
+def test_train_overrides_may_follow_the_options(tmp_path, capsys):
+    from evoplastic.cli import build_parser, parse
+
+    args = parse(build_parser(), ["train", "configs/quickstart.yaml", "--no-progress", "steps=2", "--runs-dir",
+                                  str(tmp_path), "es.population_size=4"])
+    assert args.config_and_overrides == ["configs/quickstart.yaml", "steps=2", "es.population_size=4"]
+    assert args.no_progress and args.runs_dir == str(tmp_path)
+    with pytest.raises(SystemExit):
+        parse(build_parser(), ["train", "configs/quickstart.yaml", "--no-such-option"])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
