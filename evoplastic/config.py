@@ -49,6 +49,8 @@ class ESConfig:
 
     algorithm: str = "cmaes"
     """cmaes, pgpe, snes, xnes or cem."""
+    separable: bool = False
+    """cmaes: sep-CMA-ES, a diagonal covariance (linear cost in the number of coefficients, for large rule spaces)."""
     population_size: int = 16
     stdev_init: float = 0.5
     """Initial search spread, in scaled coordinates (θ_r / term_scale_r)."""
@@ -292,6 +294,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     if cfg.rule.l1 < 0:
         raise ConfigError(f"rule.l1 must be ≥ 0, got {cfg.rule.l1}")
     _check_objective(cfg)
+    if cfg.es.separable and cfg.es.algorithm != "cmaes":
+        raise ConfigError(f"es.separable=true is sep-CMA-ES and needs es.algorithm=cmaes (got {cfg.es.algorithm}); "
+                          "snes is separable by construction")
     try:
         if cfg.family == "paper":
             validate_paper(cfg)

@@ -28,6 +28,18 @@ def test_every_algorithm_runs_generations(algorithm):
     assert metrics["budget/episodes"] == 6 * 2
 
 
+def test_separable_cmaes_keeps_a_diagonal_covariance_and_is_refused_for_other_algorithms():
+    from evoplastic.config import ConfigError
+
+    cfg = tiny_config("es.separable=true", "rule.terms=pool", "rule.l1=0.01")
+    score, loop = build_fitness(cfg), EvolutionLoop(cfg, theta_space(cfg))
+    for step in range(2):
+        metrics = loop.step(lambda theta, s=step: score(theta, s))
+    assert loop.searcher.separable and len(metrics["theta/center"]) == 10
+    with pytest.raises(ConfigError, match="needs es.algorithm=cmaes"):
+        tiny_config("es.separable=true", "es.algorithm=pgpe")
+
+
 @pytest.mark.parametrize("algorithm", ["cmaes", "pgpe"])
 def test_one_term_rule_can_be_searched(algorithm):
     """evotorch's CMAES cannot start in 1-D; the fa/bp baselines search θ_0 alone."""

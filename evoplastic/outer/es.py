@@ -53,7 +53,7 @@ def _make_searcher(es: ESConfig, problem: Any, center: torch.Tensor) -> Any:
     """The configured evotorch algorithm, centred on the initial θ coordinates."""
     common = dict(popsize=es.population_size, stdev_init=es.stdev_init, center_init=center)
     if es.algorithm == "cmaes":
-        return algorithms.CMAES(problem, **common)
+        return algorithms.CMAES(problem, separable=es.separable, **common)
     if es.algorithm == "pgpe":
         optimizer_config = {"max_speed": es.max_speed or 2 * es.center_lr} if es.optimizer == "clipup" else {}
         if es.population_size % 2:
