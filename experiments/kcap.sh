@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every k-cap (seed 004) figure of the README, from scratch: trains the runs of configs/kcap/ into
 # runs/kcap/ and writes the evaluation tables to docs/results/kcap/ (*.md; the per-task *.json are
-# not committed). About 45 minutes on one CPU core. Usage: bash experiments/kcap.sh [train|evaluate|all] (default all).
+# not committed). About 45 minutes on one CPU core. Usage: bash experiments/kcap.sh [train|evaluate|variants|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -46,6 +46,8 @@ evaluate() {
   # ES vs the seed's gradient loop, and the term pool vs the MLP rule, at equal inner-loop episodes
   evoplastic evaluate "${pool[@]}" "${grad[@]}" "${mlp[@]}" --tasks 100 --no-progress --no-baselines \
     --json "$OUT/outer_loops.json" > "$OUT/outer_loops.md"
+  # report.md + plots of ES against the gradient loop (curves against steps, seconds and episodes)
+  evoplastic compare "${pool[@]}" "${grad[@]}" --out "$OUT/es_vs_gradient" --eval-tasks 20 --no-progress
   # which terms survive L1 (each coefficient zeroed in turn, paired against the full rule)
   evoplastic evaluate "$(run es_pool_l1)" --ablate --tasks 100 --no-progress --no-baselines \
     --json "$OUT/ablation.json" > "$OUT/ablation.md"
@@ -62,10 +64,23 @@ PY
   python experiments/kcap_tables.py "$OUT" > "$OUT/summary.md"  # the README's tables
 }
 
+variants() {  # is it the network, not the rule? the es_pool search on shallower and wider k-cap RNNs
+  evoplastic train configs/kcap/es_pool.yaml name=t0 kcap.recurrent_steps=0 "kcap.plastic=[M_in]" \
+    final_eval_tasks=30 --runs-dir "$RUNS" --no-progress
+  evoplastic train configs/kcap/es_pool.yaml name=t1 kcap.recurrent_steps=1 final_eval_tasks=30 \
+    --runs-dir "$RUNS" --no-progress
+  evoplastic train configs/kcap/es_pool.yaml name=m256 kcap.n_hidden=256 kcap.cap=32 final_eval_tasks=30 \
+    --runs-dir "$RUNS" --no-progress
+  for v in t0 t1 m256; do  # each beside the untrained network of its own shape
+    evoplastic evaluate "$(run $v)" --tasks 100 --no-progress --json "$OUT/variant_$v.json" > "$OUT/variant_$v.md"
+  done
+}
+
 case "${1:-all}" in
   train) train ;;
   train-rest) train_rest ;;
   evaluate) evaluate ;;
-  all) train; evaluate ;;
-  *) echo "usage: $0 [train|evaluate|all]" >&2; exit 2 ;;
+  variants) variants ;;
+  all) train; evaluate; variants ;;
+  *) echo "usage: $0 [train|evaluate|variants|all]" >&2; exit 2 ;;
 esac
