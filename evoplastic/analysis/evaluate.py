@@ -38,7 +38,7 @@ from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evalua
 )
 from evoplastic.analysis.tables import grouped_tables, rows_to_json
 from evoplastic.config import ConfigError, ExperimentConfig, TaskConfig, override_config
-from evoplastic.core.fitness import FitnessFunction
+from evoplastic.core.fitness import FitnessFunction, score_in_blocks
 from evoplastic.families import get_family
 from evoplastic.families.paper.data import Dataset
 from evoplastic.families.paper.problem import PaperProblem
@@ -100,16 +100,9 @@ def evaluate_rules(rules: list[Rule], dataset: Dataset, task: TaskConfig, n_task
     results = []
     for rule, fitness in zip(rules, scorers):
         bar.set_postfix_str(rule.label[-30:])
-        theta = torch.tensor([rule.theta], dtype=torch.float64)
-        accs, losses = [], []
-        for block, start in enumerate(range(0, n_tasks, TASK_BLOCK)):
-            count = min(TASK_BLOCK, n_tasks - start)
-            with torch.no_grad():
-                ev = fitness(theta, block, PURPOSE, count)
-            accs.append(ev.task_accuracy.reshape(-1).cpu().double())
-            losses.append(ev.task_loss.reshape(-1).cpu().double())
-            bar.update(count)
-        results.append(RuleEvaluation(rule, torch.cat(accs), torch.cat(losses)))
+        theta = torch.tensor(rule.theta, dtype=torch.float64)
+        acc, loss = score_in_blocks(fitness, theta, n_tasks, TASK_BLOCK, lambda block, _: block, PURPOSE, bar.update)
+        results.append(RuleEvaluation(rule, acc, loss))
     bar.close()
     return results
 

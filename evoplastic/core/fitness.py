@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,24 @@ class FitnessFunction:
         else:
             fitness, diverged = sanitise(objective, penalty)
         return Evaluation(loss, acc, fitness, diverged, task_loss.detach(), task_acc.detach())
+
+
+def score_in_blocks(score: Callable[..., Evaluation], theta: torch.Tensor, n_tasks: int, block_size: int,
+                    key: Callable[[int, int], int | str], purpose: str,
+                    on_block: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-task accuracy and loss (T,) float64 on the CPU of one θ (R,) on n_tasks fresh tasks.
+
+    Tasks are drawn block_size at a time (bounding memory), block b's under key(b, first task),
+    so a block's tasks never depend on how many others were asked for; score is a FitnessFunction
+    or its MPI wrapper, (θ (P, R), step key, purpose, n_tasks) -> Evaluation.
+    """
+    accs, losses = [], []
+    for block, start in enumerate(range(0, n_tasks, block_size)):
+        count = min(block_size, n_tasks - start)
+        with torch.no_grad():
+            ev = score(theta.unsqueeze(0), key(block, start), purpose, count)
+        accs.append(ev.task_accuracy.reshape(-1).cpu().double())
+        losses.append(ev.task_loss.reshape(-1).cpu().double())
+        if on_block is not None:
+            on_block(count)
+    return torch.cat(accs), torch.cat(losses)

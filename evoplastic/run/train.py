@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from evoplastic.config import ExperimentConfig, config_to_dict
-from evoplastic.core.fitness import Evaluation, FitnessFunction
+from evoplastic.core.fitness import Evaluation, FitnessFunction, score_in_blocks
 from evoplastic.families import build_fitness, get_family, theta_space
 from evoplastic.outer import make_outer
 from evoplastic.run.health import check_scored, health_warnings
@@ -37,14 +37,7 @@ class RunSummary:
 
 def evaluate_theta(score: Scorer, theta: torch.Tensor, step: int, n_tasks: int, purpose: str) -> dict[str, float]:
     """Accuracy/loss of one θ on n_tasks fresh tasks, each task a separate estimate (95 % CI)."""
-    accs, losses = [], []
-    for start in range(0, n_tasks, 100):  # 100 tasks per call bound the memory
-        count = min(100, n_tasks - start)
-        with torch.no_grad():
-            ev = score(theta.unsqueeze(0), f"{step}/{start}", purpose, count)
-        accs.append(ev.task_accuracy.reshape(-1))
-        losses.append(ev.task_loss.reshape(-1))
-    acc, loss = torch.cat(accs).double(), torch.cat(losses).double()
+    acc, loss = score_in_blocks(score, theta, n_tasks, 100, lambda _, start: f"{step}/{start}", purpose)
     mean, ci = mean_ci95(acc)
     return {f"{purpose}/accuracy": mean, f"{purpose}/accuracy_ci95": ci,
             f"{purpose}/loss": float(loss.mean()), f"{purpose}/tasks": len(acc)}
