@@ -100,3 +100,14 @@ def test_score_float32_matches_float64():
     for key in s64:
         assert s32[key].dtype == torch.float32
         assert torch.allclose(s32[key].double(), s64[key], atol=1e-3), key
+
+
+def test_emd_of_wide_binary_codes_does_not_fail():
+    """m = 256, k = 32 codes after a learned rule have covariances with many repeated eigenvalues: eigh
+    failed on blobs task 22 of this block (evaluate of an es_pool run), the SVD does not."""
+    cfg = dataclasses.replace(KcapConfig(), n_hidden=256, cap=32, datasets=("blobs",))
+    tasks = sample_tasks(cfg, 50, make_generator(0, "evaluate", "tasks", "blobs/0")).to("cpu", torch.float32)
+    init = init_state(cfg, 50, make_generator(0, "evaluate", "init", "blobs/0"))
+    theta = torch.tensor([[0.018796759713847436, 0.015267718138398063, 0.01699277471263986, -0.00012142313406315644]])
+    scores = score(theta.repeat(50, 1), tasks, init, cfg)
+    assert torch.isfinite(scores["emd"]).all() and (scores["emd"] > 0).all()

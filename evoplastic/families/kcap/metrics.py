@@ -49,10 +49,11 @@ def whiten_2d(x: torch.Tensor) -> torch.Tensor:
     Axes of (relatively) zero variance are left at zero; with F = 1 the second coordinate is zero.
     """
     centred = x - x.mean(1, keepdim=True)
-    cov = torch.matmul(centred.transpose(1, 2), centred) / x.shape[1]
-    values, vectors = torch.linalg.eigh(cov)  # ascending
-    top = min(2, x.shape[2])
-    values, vectors = values.flip(-1)[:, :top], vectors.flip(-1)[..., :top]
+    # principal axes from the SVD of the centred points, not eigh of their covariance: binary codes
+    # give covariances with many repeated eigenvalues, on which eigh failed to converge (m = 256, k = 32)
+    _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
+    top = min(2, x.shape[2], singular.shape[1])
+    values, vectors = singular[:, :top] ** 2 / x.shape[1], vh[:, :top].transpose(1, 2)
     keep = values > DEGENERATE_AXIS * values[:, :1]
     scale = torch.where(keep, values.clamp_min(torch.finfo(x.dtype).tiny).rsqrt(), torch.zeros_like(values))
     out = torch.matmul(centred, vectors) * scale.unsqueeze(1)
