@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "task.classes did not train on, else all; --stream: all)")
     p.add_argument("--relabel", action=argparse.BooleanOptionalAction, default=None,
                    help="label each task's classes 0..n_way-1 (default: as the run)")
-    p.add_argument("--tasks", type=int, default=100, help="evaluation tasks (default 100)")
+    p.add_argument("--tasks", type=int, default=100, help="evaluation tasks (default 100; k-cap runs: per dataset)")
     p.add_argument("--n-way", type=int)
     p.add_argument("--k-shot", type=int)
     p.add_argument("--n-query", type=int)
