@@ -240,8 +240,9 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     family_name = _family_of(args.rule[0])
-    if family_name != "paper":
+    if hasattr(get_family(family_name), "evaluate"):  # a family that brings its own rows and baselines
         return _run_family(args, family_name)
+    # the image-task evaluation below (fa/bp baselines, held-out classes, streams) is the paper family's
     if len(args.rule) > 1:
         raise ValueError("the paper family's evaluate takes one RULE (add --ablate and the fa/bp baselines instead)")
     args.rule = args.rule[0]
