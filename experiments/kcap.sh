@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every k-cap (seed 004) figure of the README, from scratch: trains the runs of configs/kcap/ into
 # runs/kcap/ and writes the evaluation tables to docs/results/kcap/ (*.md; the per-task *.json are
-# not committed). About 45 minutes on one CPU core. Usage: bash experiments/kcap.sh [train|evaluate|variants|all] (default all).
+# not committed). About an hour on one CPU core. Usage: bash experiments/kcap.sh [train|evaluate|variants|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
