@@ -28,8 +28,11 @@ class KcapFamily:
     def validate(self, cfg: ExperimentConfig) -> None:
         validate(cfg.kcap)
         if cfg.rule.theta_init and len(cfg.rule.theta_init) != theta_size(cfg.kcap):
+            labels = theta_labels(cfg.kcap)
+            shown = ", ".join(labels[:8]) + (", …" if len(labels) > 8 else "")
             raise ValueError(f"rule.theta_init has {len(cfg.rule.theta_init)} values but this kcap rule searches "
-                             f"{theta_size(cfg.kcap)} ({', '.join(theta_labels(cfg.kcap))})")
+                             f"{theta_size(cfg.kcap)} ({shown}); give one value per coordinate, or none for the "
+                             f"default start")
 
     def theta_space(self, cfg: ExperimentConfig) -> ThetaSpace:
         """The pool's coefficients (or the MLP's weights), per matrix when kcap.per_matrix."""
