@@ -78,7 +78,7 @@ def matching_cost(a: np.ndarray, b: np.ndarray) -> float:
 def emd(latent: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """EMD (N,) between the whitened, aligned 2-D PCA of latent (N, B, F) and the whitened points (N, B, 2)."""
     latent64, points64 = (t.detach().to("cpu", torch.float64) for t in (latent, points))
-    truth = whiten_2d(points64)  # float64 on the CPU: float32 eigh fails on degenerate binary codes
+    truth = whiten_2d(points64)  # float64 on the CPU: float32 fails on degenerate binary codes
     a, b = procrustes(whiten_2d(latent64), truth).numpy(), truth.numpy()
     values = [matching_cost(a[i], b[i]) for i in range(a.shape[0])]
     return torch.tensor(values, dtype=latent.dtype, device=latent.device)
