@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every k-cap (seed 004) figure of the README, from scratch: trains the runs of configs/kcap/ into
 # runs/kcap/ and writes the evaluation tables to docs/results/kcap/ (*.md; the per-task *.json are
-# not committed). About an hour on one CPU core. Usage: bash experiments/kcap.sh [train|evaluate|variants|all] (default all).
+# not committed). About 1.5 hours on one CPU core (the MLP runs take an hour of it). Usage: bash experiments/kcap.sh [train|evaluate|variants|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -13,8 +13,8 @@ run() { ls -d "$RUNS"/*_"$1" | tail -n 1; }  # newest run directory of that name
 train() {
   evoplastic train configs/kcap/es_pool.yaml --seeds 1-3 --runs-dir "$RUNS" --no-progress
   evoplastic train configs/kcap/gradient.yaml --seeds 1-3 --runs-dir "$RUNS" --no-progress
-  # one seed: the MLP rule costs ~30 s per generation here (an 8-unit MLP on every synapse), 20 min a run
-  evoplastic train configs/kcap/es_mlp.yaml --seeds 1 --runs-dir "$RUNS" --no-progress
+  # the MLP rule costs ~20-30 s per generation here (an 8-unit MLP on every synapse): ~20 min a run
+  evoplastic train configs/kcap/es_mlp.yaml --seeds 1-3 --runs-dir "$RUNS" --no-progress
   train_rest
 }
 
@@ -28,7 +28,7 @@ train_rest() {  # what follows the MLP run, when that one runs in another proces
 evaluate() {
   local pool=("$(run es_pool_seed1)" "$(run es_pool_seed2)" "$(run es_pool_seed3)")
   local grad=("$(run gradient_seed1)" "$(run gradient_seed2)" "$(run gradient_seed3)")
-  local mlp=("$(run es_mlp_seed1)")
+  local mlp=("$(run es_mlp_seed1)" "$(run es_mlp_seed2)" "$(run es_mlp_seed3)")
   # (i) + (ii) at L = 5: the rules, the untrained network, raw input and backprop autoencoders
   # (--tasks counts tasks per dataset: 100 fresh tasks per cell)
   evoplastic evaluate "${pool[@]}" --autoencoders --tasks 100 --no-progress --json "$OUT/baselines.json" \
