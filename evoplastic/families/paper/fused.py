@@ -109,10 +109,29 @@ def fused_step(
         backs.append(pending_times_transposed(w, keep, left[layer], right[layer], y) if uses_back else None)
         zs.append(z)
         ys.append(y)
+    bp_back = lambda layer, e: pending_times_transposed(weights[layer], keep, left[layer], right[layer], e)
+    factors = errors_and_factors(weights, feedback, ys, zs, backs, theta_full, target, slope, terms, activation,
+                                 direct, bp_back)
+    for layer, w in enumerate(weights):
+        out[layer].copy_(pending_weights(w, keep, left[layer], right[layer]))
+    return factors
+
+
+def errors_and_factors(
+    weights: list[torch.Tensor], feedback: list[torch.Tensor] | None, ys: list[torch.Tensor], zs: list[torch.Tensor],
+    backs: list[torch.Tensor | None], theta_full: torch.Tensor, target: torch.Tensor, slope: torch.Tensor,
+    terms: tuple[int, ...], activation: Activation, direct: bool, bp_back: Callable,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The error pass and the rule's factors (left, right) per layer, after a step's forward pass.
+
+    Shared by the Inductor step (fused_step) and the Triton step; only how bp's B_tᵀ e is read
+    from W differs, so it comes as bp_back(layer, e) (used when feedback is None).
+    """
+    n, last = ys[0].shape[0], len(weights) - 1
     errors = [ys[-1] - target.expand(n, -1)]
     for layer in range(last, -1, -1):
         if feedback is None:
-            back = pending_times_transposed(weights[layer], keep, left[layer], right[layer], errors[0])
+            back = bp_back(layer, errors[0])
         else:
             back = vecmat(errors[-1] if direct else errors[0], feedback[layer])
         slopes = activation.derivative(zs[layer - 1]) if layer > 0 else slope.expand(n, -1)
@@ -124,8 +143,6 @@ def fused_step(
                                   column_dim=1)
         new_left.append(u)
         new_right.append(v)
-    for layer, w in enumerate(weights):
-        out[layer].copy_(pending_weights(w, keep, left[layer], right[layer]))
     return new_left, new_right
 
 

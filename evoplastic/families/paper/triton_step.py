@@ -24,9 +24,9 @@ import torch
 import triton
 import triton.language as tl
 
-from evoplastic.families.paper.batched import vecmat
+from evoplastic.families.paper.fused import errors_and_factors
 from evoplastic.families.paper.network import Activation
-from evoplastic.families.paper.rules import low_rank_update, needs_backprojection
+from evoplastic.families.paper.rules import needs_backprojection
 
 ACT_NONE, ACT_GIVEN, ACT_SOFTMAX = 0, 1, 2
 """Row weights a for u = Σ_r a_r row_r: none (no u), read from memory, softmax of z."""
@@ -249,22 +249,10 @@ def triton_step(
         ys.append(torch.softmax(z, 1) if layer == last else activation.forward(z))
         zs.append(z)
         backs.append(back)
-    errors = [ys[-1] - target.expand(n, -1)]
-    for layer in range(last, -1, -1):
-        if feedback is None:  # bp: B_t = W_t, a second read of W_{t-1} with the pending update
-            back = row_pass(weights[layer], keep, left[layer], right[layer], a=errors[0], act=ACT_GIVEN)[1]
-        else:
-            back = vecmat(errors[-1] if direct else errors[0], feedback[layer])
-        slopes = activation.derivative(zs[layer - 1]) if layer > 0 else slope.expand(n, -1)
-        errors.insert(0, back * slopes)
-    new_left, new_right = [], []
-    for layer, w in enumerate(weights):
-        _, u, v = low_rank_update(theta_full, terms, w, pre=ys[layer], post=ys[layer + 1], pre_error=errors[layer],
-                                  post_error=errors[layer + 1], post_drive=zs[layer], back=backs[layer],
-                                  column_dim=1)
-        new_left.append(u)
-        new_right.append(v)
-    return new_left, new_right
+    # bp: B_t = W_t, a second read of W_{t-1} with the pending update
+    bp_back = lambda layer, e: row_pass(weights[layer], keep, left[layer], right[layer], a=e, act=ACT_GIVEN)[1]
+    return errors_and_factors(weights, feedback, ys, zs, backs, theta_full, target, slope, terms, activation,
+                              direct, bp_back)
 
 
 def make_step(terms: tuple[int, ...], activation: Activation, direct: bool = False) -> Callable:
