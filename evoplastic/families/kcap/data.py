@@ -9,7 +9,8 @@ the CPU; ``KcapTasks.to`` moves and casts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -50,13 +51,15 @@ class KcapTasks:
             self.dataset.to(device),
         )
 
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> KcapTasks:
+        """The same tasks with fn applied to every tensor (slicing, cloning)."""
+        return KcapTasks(*(fn(getattr(self, f.name)) for f in fields(self)))
+
     def subset(self, index: torch.Tensor | list[int] | slice) -> KcapTasks:
         """The tasks selected by index along the task axis (kept 3-D even for one task)."""
         if isinstance(index, list):
             index = torch.tensor(index, dtype=torch.long)
-        pick = lambda t: t[index]
-        return KcapTasks(pick(self.unlabelled), pick(self.labelled_x), pick(self.labelled_y),
-                         pick(self.query_x), pick(self.query_y), pick(self.query_points), pick(self.dataset))
+        return self.map(lambda t: t[index])
 
 
 def _moons(labels: torch.Tensor, cfg: KcapConfig, generator: torch.Generator) -> torch.Tensor:

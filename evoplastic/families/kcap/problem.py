@@ -38,11 +38,7 @@ class KcapBatch:
 
     def subset(self, part: slice) -> KcapBatch:
         """Tasks ``part`` as fresh tensors, so a block never depends on where it sat in the full batch."""
-        tasks = self.tasks.subset(part)
-        return KcapBatch(KcapTasks(*(t.clone() for t in (tasks.unlabelled, tasks.labelled_x, tasks.labelled_y,
-                                                          tasks.query_x, tasks.query_y, tasks.query_points,
-                                                          tasks.dataset))),
-                         self.init.map(lambda m: m[part].clone()))
+        return KcapBatch(self.tasks.map(lambda t: t[part].clone()), self.init.map(lambda m: m[part].clone()))
 
 
 class KcapProblem:
