@@ -33,6 +33,7 @@ from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evalua
     load_eval_dataset,
     parse_classes,
     parse_rule,
+    run_theta,
     same_dataset,
     task_config,
 )
@@ -206,14 +207,8 @@ def _family_rule(text: str, overrides: list[str]) -> tuple[str, ExperimentConfig
         cfg = override_config(run.config(), overrides)
     except ConfigError as err:
         raise ValueError(str(err)) from None
-    data = json.loads((path / "theta.json" if path.is_dir() else path).read_text()) \
-        if (path / "theta.json").is_file() or path.is_file() else None
-    if data is None:
-        rows = [r for r in run.metrics() if "theta/center" in r]
-        if not rows:
-            raise ValueError(f"{path} has no theta.json and no logged θ yet: nothing to evaluate")
-        data = {"theta": rows[-1]["theta/center"]}
-    return run.path.name, cfg, torch.tensor(data["theta"], dtype=torch.float64)
+    theta = json.loads(path.read_text())["theta"] if path.is_file() else run_theta(run)
+    return run.path.name, cfg, torch.tensor(theta, dtype=torch.float64)
 
 
 def _run_family(args: argparse.Namespace, family_name: str) -> int:

@@ -66,17 +66,21 @@ def _check_theta(text: str, terms: tuple[int, ...], theta: list) -> tuple[float,
     return values
 
 
+def run_theta(run: RunDir) -> list[float]:
+    """A run's final θ from theta.json, or, for an unfinished run, its last logged centre (with a note)."""
+    if (run.path / "theta.json").is_file():
+        return run.read_json("theta.json")["theta"]
+    rows = [r for r in run.metrics() if "theta/center" in r]
+    if not rows:
+        raise ValueError(f"{run.path} has no theta.json and no logged θ yet: nothing to evaluate")
+    print(f"note: {run.path} has no theta.json; using the centre θ of step {rows[-1]['step']}", file=sys.stderr)
+    return rows[-1]["theta/center"]
+
+
 def _rule_from_run(path: Path, overrides) -> Rule:
     run = RunDir.open(path)
     cfg = run.config()
-    if (path / "theta.json").is_file():
-        theta = run.read_json("theta.json")["theta"]
-    else:  # an unfinished run: its last logged centre
-        rows = [r for r in run.metrics() if "theta/center" in r]
-        if not rows:
-            raise ValueError(f"{path} has no theta.json and no logged θ yet: nothing to evaluate")
-        theta = rows[-1]["theta/center"]
-        print(f"note: {path} has no theta.json; using the centre θ of step {rows[-1]['step']}", file=sys.stderr)
+    theta = run_theta(run)
     terms = resolve_terms(cfg.rule.terms)
     return Rule(path.name, _check_theta(str(path), terms, theta), _with_rule(cfg, cfg.rule.terms, theta, overrides))
 
