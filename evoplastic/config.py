@@ -23,7 +23,9 @@ from evoplastic.yamlfile import load_yaml
 
 CONFIG_VERSION = 2
 """2: the family key and its sections (kcap); 1 (no config_version): the paper's sections only."""
-FAMILIES = ("paper", "kcap")
+SECTION_CHECKS = {"paper": validate_paper, "kcap": lambda cfg: validate_kcap(cfg.kcap)}
+"""Each family's check of its own config sections (torch-free, from families/<name>/config.py)."""
+FAMILIES = tuple(SECTION_CHECKS)
 """Network families (evoplastic.families): the paper's feed-forward network, the k-cap RNN of seed 004."""
 
 
@@ -298,10 +300,7 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"es.separable=true is sep-CMA-ES and needs es.algorithm=cmaes (got {cfg.es.algorithm}); "
                           "snes is separable by construction")
     try:
-        if cfg.family == "paper":
-            validate_paper(cfg)
-        else:
-            validate_kcap(cfg.kcap)
+        SECTION_CHECKS[cfg.family](cfg)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     _check_speed_options(cfg)

@@ -85,9 +85,6 @@ class Family(Protocol):
 
     name: str
 
-    def validate(self, cfg: Any) -> None:
-        """Raise ValueError naming the key and the fix for values the types alone cannot check."""
-
     def theta_space(self, cfg: Any) -> ThetaSpace:
         """The searched coordinates for this config (rule.theta_init overrides the start), and
         whether the Adam loop can differentiate its meta-loss."""

@@ -8,7 +8,6 @@ import torch
 
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.family import ThetaSpace
-from evoplastic.families.kcap.config import validate
 from evoplastic.families.kcap.evaluation import Evaluated, evaluate
 from evoplastic.families.kcap.problem import KcapProblem
 from evoplastic.families.kcap.rules import POOL, initial_theta, theta_labels, theta_scales, theta_size
@@ -25,8 +24,9 @@ class KcapFamily:
 
     name = "kcap"
 
-    def validate(self, cfg: ExperimentConfig) -> None:
-        validate(cfg.kcap)
+    @staticmethod
+    def _check_theta_init(cfg: ExperimentConfig) -> None:
+        """rule.theta_init needs one value per coordinate of this rule (the config schema cannot count them)."""
         if cfg.rule.theta_init and len(cfg.rule.theta_init) != theta_size(cfg.kcap):
             labels = theta_labels(cfg.kcap)
             shown = ", ".join(labels[:8]) + (", …" if len(labels) > 8 else "")
@@ -36,14 +36,13 @@ class KcapFamily:
 
     def theta_space(self, cfg: ExperimentConfig) -> ThetaSpace:
         """The pool's coefficients (or the MLP's weights), per matrix when kcap.per_matrix."""
-        self.validate(cfg)
+        self._check_theta_init(cfg)
         labels = tuple(theta_labels(cfg.kcap))
         start = cfg.rule.theta_init or tuple(initial_theta(cfg.kcap, torch.float64).tolist())
         return ThetaSpace(initial=tuple(start), scales=tuple(theta_scales(cfg.kcap, torch.float64).tolist()),
                           labels=labels, formulas=tuple(_formula(label) for label in labels))
 
     def build_problem(self, cfg: ExperimentConfig, device: torch.device | None = None) -> KcapProblem:
-        self.validate(cfg)
         return KcapProblem(cfg, device)
 
     def describe(self, cfg: ExperimentConfig) -> dict[str, Any]:

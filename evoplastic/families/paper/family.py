@@ -8,7 +8,7 @@ import torch
 
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.family import ThetaSpace
-from evoplastic.families.paper.config import check_differentiable, validate
+from evoplastic.families.paper.config import check_differentiable
 from evoplastic.families.paper.data import load_dataset
 from evoplastic.families.paper.problem import PaperProblem
 from evoplastic.families.paper.tasks import MixtureSampler, TaskSampler
@@ -19,9 +19,6 @@ class PaperFamily:
     """Shervani-Tabar & Rosenbaum: a feed-forward network learning M-way image tasks online."""
 
     name = "paper"
-
-    def validate(self, cfg: ExperimentConfig) -> None:
-        validate(cfg)
 
     def theta_space(self, cfg: ExperimentConfig) -> ThetaSpace:
         """The searched terms in paper units, ES scales per term, Adam scales relative to θ_0's."""
