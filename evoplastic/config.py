@@ -38,9 +38,16 @@ class RuleConfig:
     """Which plasticity terms are meta-learned, their start values and the L1 weight."""
 
     terms: str = "pool"
-    """A named rule (fa, bp, bio, ehebb, oja, pool) or term indices such as '0,2,9'."""
+    """A named rule (fa, bp, bio, ehebb, oja, pool, generated) or term indices such as '0,2,9' (10-33: generated
+    terms, see families/paper/terms.py)."""
+    per_layer: bool = False
+    """One coefficient per term and layer (θ ∈ R^{L×R}, L1 on every entry) instead of one shared rule."""
+    feedback_terms: str = ""
+    """Plastic feedback: the terms of a second rule that updates B (fa) or D (dfa) online — kp (hebb + decay),
+    all, or names/indices of hebb, ee, decay, oja; empty: the feedback stays fixed."""
     theta_init: tuple[float, ...] = ()
-    """Initial θ per searched term (paper units); empty means θ_0 = 1e-3, others 0."""
+    """Initial θ (paper units), weight terms then feedback terms: every coordinate, or one block that every
+    layer starts from; empty means θ_0 = 1e-3, others 0."""
     l1: float = 0.0
     """λ of the λ‖θ‖₁ penalty added to the meta-loss."""
 

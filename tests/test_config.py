@@ -101,8 +101,29 @@ def test_wrong_type_names_key_and_type(override, message):
 
 
 def test_theta_init_length_must_match_terms():
-    with pytest.raises(ConfigError, match=r"rule.theta_init has 1 values but rule.terms 'bio' searches 3 terms"):
+    with pytest.raises(ConfigError, match=r"rule.theta_init has 1 values but the rule searches 3: 3 terms \[0, 2, 9\]"):
         load_config(None, ["rule.terms=bio", "rule.theta_init=[0.5]"])
+
+
+def test_theta_init_per_layer_takes_one_block_or_every_coordinate():
+    base = ["rule.terms=bio", "rule.per_layer=true", "network.dims=[4,3,2]"]
+    assert load_config(None, [*base, "rule.theta_init=[1,2,3]"]).rule.theta_init == (1, 2, 3)
+    assert len(load_config(None, [*base, "rule.theta_init=[1,2,3,4,5,6]"]).rule.theta_init) == 6
+    with pytest.raises(ConfigError, match=r"has 4 values but the rule searches 6: .* per layer × 2 layers "
+                                          r"\(or 3, one block broadcast to every layer\)"):
+        load_config(None, [*base, "rule.theta_init=[1,2,3,4]"])
+
+
+@pytest.mark.parametrize("override, message", [
+    (["rule.feedback_terms=kp", "network.feedback=bp"], r"network.feedback=bp has none"),
+    (["rule.feedback_terms=hebb,nope"], r"rule.feedback_terms: unknown feedback term 'nope'; use none, kp, all"),
+    (["rule.per_layer=true", "es.compile=true"], r"es.compile=true fuses the paper's shared rule only"),
+    (["rule.terms=generated", "es.compile=true"], r"set es.compile=false"),
+    (["es.term_scale=[1,2,3]"], r"es.term_scale needs 10 values .* or 34"),
+])
+def test_new_rule_spaces_refuse_what_they_cannot_do(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, override)
 
 
 @pytest.mark.parametrize(
@@ -120,7 +141,7 @@ def test_unknown_choice_lists_the_choices(override, message):
         load_config(None, [override])
 
 
-@pytest.mark.parametrize("spec", ["hebbian", "0,11"])
+@pytest.mark.parametrize("spec", ["hebbian", "0,41"])
 def test_unknown_rule_is_a_config_error(spec):
     with pytest.raises(ConfigError, match="rule.terms"):
         load_config(None, [f"rule.terms={spec}"])

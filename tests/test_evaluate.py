@@ -121,7 +121,7 @@ def test_stand_alone_theta_json_uses_default_network(tmp_path, capsys):
     (["bio"], "is not a run directory, a theta.json file or NAME:θ"),
     (["hebb:0.1"], "unknown rule 'hebb'"),
     (["bio:0.01,x,0.3"], "coefficients must be numbers"),
-    (["0,2,11:1,2,3"], "subset of 0..9"),
+    (["0,2,41:1,2,3"], "subset of 0..33"),
     (["fa:nan"], "must be finite"),
     (["runs/nonexistent_run"], "is not a run directory"),
     (["bio:0.013,-0.054,-0.0065", "--dataset", "digits"], "takes 784 inputs but digits images have 64 pixels"),

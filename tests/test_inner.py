@@ -204,7 +204,8 @@ def test_apply_rule_updates_every_layer_from_one_trace():
 
 def test_error_wrong_theta_width():
     cfg = net_config()
-    with pytest.raises(ValueError, match=r"theta must be \(N, 3\) for terms \[0, 2, 9\]"):
+    with pytest.raises(ValueError, match=r"theta must be \(N, 3\) for this rule: theta has 2 values but the rule "
+                                         r"searches 3: 3 terms \[0, 2, 9\]"):
         run_episode(torch.zeros(2, 2), BIO, make_tasks(), make_init(cfg), make_activation(cfg))
 
 

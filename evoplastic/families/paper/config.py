@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from evoplastic.families.paper.terms import N_TERMS, resolve_terms
+from evoplastic.families.paper.space import RuleSpace
+from evoplastic.families.paper.terms import N_TERMS, N_VOCAB
 
 ACTIVATION_NAMES = ("softplus", "relu", "leaky_relu", "tanh", "sigmoid", "hardtanh", "heaviside")
 """Hidden nonlinearities (evoplastic.families.paper.network builds them)."""
@@ -105,14 +106,25 @@ def validate(cfg: Any) -> None:
         raise ValueError(f"task.mixture_weights must be ≥ 0 and not all 0, got {list(task.mixture_weights)}")
     if task.mixture and task.classes:
         raise ValueError("task.classes names class ids of one dataset; with task.mixture leave it empty")
-    try:
-        terms = resolve_terms(cfg.rule.terms)
-    except ValueError as err:
-        raise ValueError(f"rule.terms: {err}") from None
-    if cfg.rule.theta_init and len(cfg.rule.theta_init) != len(terms):
-        raise ValueError(f"rule.theta_init has {len(cfg.rule.theta_init)} values but rule.terms "
-                         f"{cfg.rule.terms!r} searches {len(terms)} terms {list(terms)}")
-    if cfg.es.term_scale and len(cfg.es.term_scale) != N_TERMS:
-        raise ValueError(f"es.term_scale needs {N_TERMS} values (one per pool term), got {len(cfg.es.term_scale)}")
+    space = _rule_space(cfg)
+    space.initial(cfg.rule.theta_init)  # raises on a wrong length
+    if cfg.es.term_scale and len(cfg.es.term_scale) not in (N_TERMS, N_VOCAB):
+        raise ValueError(f"es.term_scale needs {N_TERMS} values (the paper's terms) or {N_VOCAB} (with the "
+                         f"generated ones), got {len(cfg.es.term_scale)}")
+    if space.feedback_terms and net.feedback == "bp":
+        raise ValueError("rule.feedback_terms makes the feedback matrix plastic, but network.feedback=bp has none "
+                         "(B is W itself); use network.feedback=fa or dfa, or rule.feedback_terms=''")
+    if cfg.es.compile and not space.is_paper:
+        raise ValueError("es.compile=true fuses the paper's shared rule only; rule.per_layer, rule.feedback_terms "
+                         "and generated terms (10+) run the plain batched loop: set es.compile=false")
     if cfg.outer == "adam":
         check_differentiable(net)
+
+
+def _rule_space(cfg: Any) -> RuleSpace:
+    """The rule's space, with rule.terms / rule.feedback_terms errors named."""
+    try:
+        return RuleSpace.from_config(cfg)
+    except ValueError as err:
+        key = "rule.feedback_terms" if "feedback term" in str(err) else "rule.terms"
+        raise ValueError(f"{key}: {err}") from None

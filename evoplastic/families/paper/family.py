@@ -11,8 +11,9 @@ from evoplastic.core.family import ThetaSpace
 from evoplastic.families.paper.config import check_differentiable
 from evoplastic.families.paper.data import load_dataset
 from evoplastic.families.paper.problem import PaperProblem
+from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.tasks import MixtureSampler, TaskSampler
-from evoplastic.families.paper.terms import DEFAULT_TERM_SCALE, TERM_FORMULAS, default_theta, resolve_terms
+from evoplastic.families.paper.terms import VOCAB_FORMULAS, VOCAB_SCALE
 
 
 class PaperFamily:
@@ -21,21 +22,22 @@ class PaperFamily:
     name = "paper"
 
     def theta_space(self, cfg: ExperimentConfig) -> ThetaSpace:
-        """The searched terms in paper units, ES scales per term, Adam scales relative to θ_0's."""
-        terms = resolve_terms(cfg.rule.terms)
-        scale = cfg.es.term_scale or DEFAULT_TERM_SCALE
+        """The searched coefficients in paper units, ES scales per coordinate, Adam scales relative to θ_0's."""
+        space = RuleSpace.from_config(cfg)
+        scales = space.scales(cfg.es.term_scale)
+        theta_0_scale = (cfg.es.term_scale or VOCAB_SCALE)[0]
         try:
             check_differentiable(cfg.network)
             reason = ""
         except ValueError as err:
             reason = str(err)
         return ThetaSpace(
-            initial=tuple(cfg.rule.theta_init or default_theta(terms)),
-            scales=tuple(scale[t] for t in terms),
-            labels=tuple(f"θ_{t}" for t in terms),
-            formulas=tuple(TERM_FORMULAS[t] for t in terms),
+            initial=space.initial(cfg.rule.theta_init),
+            scales=scales,
+            labels=space.labels(),
+            formulas=space.formulas(),
             # relative to θ_0's scale, so that θ_0, θ_2 and θ_9 keep the paper's step size
-            adam_scales=tuple(scale[t] / scale[0] for t in terms) if cfg.adam.term_scaled else (),
+            adam_scales=tuple(s / theta_0_scale for s in scales) if cfg.adam.term_scaled else (),
             no_gradient_reason=reason,
         )
 
@@ -48,11 +50,12 @@ class PaperFamily:
         return PaperProblem(cfg, sampler, device)
 
     def describe(self, cfg: ExperimentConfig) -> dict[str, Any]:
-        terms = resolve_terms(cfg.rule.terms)
+        space = RuleSpace.from_config(cfg)
         return {
             "family": self.name,
-            "terms": list(terms),
-            "formulas": [TERM_FORMULAS[t] for t in terms],
+            "terms": list(space.terms),
+            "formulas": [VOCAB_FORMULAS[t] for t in space.terms],
+            **space.describe(),
             "sign_convention": "paper: dW = -sum_r theta_r T_r",
             "activation": cfg.network.activation,
             "feedback": cfg.network.feedback,

@@ -17,17 +17,20 @@ import torch.nn.functional as F
 from evoplastic.families.paper import fused
 from evoplastic.families.paper.batched import low_rank_step, matvec, vecmat
 from evoplastic.families.paper.network import Activation, NetworkState
-from evoplastic.families.paper.rules import expand_theta, low_rank_update
+from evoplastic.families.paper.rules import feedback_update, low_rank_update, split_theta
+from evoplastic.families.paper.space import RuleSpace, as_space
 from evoplastic.families.paper.tasks import TaskBatch
 
 
 @dataclass
 class EpisodeResult:
-    """Per-pair query cross-entropy and accuracy (N,), and the adapted weights."""
+    """Per-pair query cross-entropy and accuracy (N,), the adapted weights, and the adapted feedback
+    (per pair) when it was plastic (else None: the initial B still holds)."""
 
     loss: torch.Tensor
     accuracy: torch.Tensor
     weights: list[torch.Tensor]
+    feedback: list[torch.Tensor] | None = None
 
 
 @dataclass
@@ -104,13 +107,14 @@ def apply_rule(
 ) -> list[torch.Tensor]:
     """W_ℓ ← (1-θ_3) W_ℓ - U Vᵀ for every layer, from the same step's trace.
 
-    In place when no graph is being recorded for θ; out of place otherwise.
+    theta_full (N, V) shared by the layers, or (N, L, V) one row per layer. In place when no graph
+    is being recorded for θ; out of place otherwise.
     """
     inplace = not records_graph(theta_full)
     updated = []
     for layer, w in enumerate(weights):
         decay, left, right = low_rank_update(
-            theta_full, terms, w,
+            theta_full[:, layer] if theta_full.dim() == 3 else theta_full, terms, w,
             pre=trace.activations[layer], post=trace.activations[layer + 1],
             pre_error=trace.errors[layer], post_error=trace.errors[layer + 1],
             post_drive=trace.drives[layer],
@@ -118,6 +122,23 @@ def apply_rule(
         keep = None if decay is None else 1 - decay
         w = low_rank_step(w, keep, left, right, inplace)
         updated.append(w)
+    return updated
+
+
+def apply_feedback_rule(feedback: list[torch.Tensor], phi: torch.Tensor, trace: StepTrace,
+                        direct: bool = False) -> list[torch.Tensor]:
+    """B_ℓ ← (1-φ_decay) B_ℓ - U Vᵀ for every layer's per-pair feedback (N, o, i), phi (N, L, 4).
+
+    fa: post-synaptic quantities of layer ℓ; dfa (direct): of the output layer, whose error D_ℓ carries.
+    In place when no graph is being recorded for φ; out of place otherwise.
+    """
+    inplace = not records_graph(phi)
+    updated = []
+    for layer, b in enumerate(feedback):
+        post = -1 if direct else layer + 1
+        decay, left, right = feedback_update(phi[:, layer], b, trace.activations[layer], trace.errors[layer],
+                                             trace.activations[post], trace.errors[post])
+        updated.append(low_rank_step(b, 1 - decay, left, right, inplace))
     return updated
 
 
@@ -135,10 +156,16 @@ def query_scores(
     return loss, accuracy
 
 
-def _check_shapes(theta: torch.Tensor, terms: tuple[int, ...], tasks: TaskBatch, init: NetworkState) -> int:
+def _check_shapes(theta: torch.Tensor, space: RuleSpace, tasks: TaskBatch, init: NetworkState) -> int:
     n, n_tasks = theta.shape[0], tasks.n_tasks
-    if theta.dim() != 2 or theta.shape[1] != len(terms):
-        raise ValueError(f"theta must be (N, {len(terms)}) for terms {list(terms)}, got {tuple(theta.shape)}")
+    if theta.dim() != 2:
+        raise ValueError(f"theta must be (N, {space.size}), got {tuple(theta.shape)}")
+    space.check_width(theta.shape[1])
+    if space.n_layers != len(init.weights):
+        raise ValueError(f"the rule has {space.n_layers} layers of coefficients, the network {len(init.weights)}")
+    if space.feedback_terms and init.feedback is None:
+        raise ValueError("plastic feedback (rule.feedback_terms) needs a feedback matrix: network.feedback fa or "
+                         "dfa, not bp (whose B is W itself)")
     if n % n_tasks:
         raise ValueError(f"N={n} pairs must be a multiple of the {n_tasks} tasks")
     if init.weights[0].shape[0] != n_tasks:
@@ -160,7 +187,7 @@ def _check_shapes(theta: torch.Tensor, terms: tuple[int, ...], tasks: TaskBatch,
 
 def run_episode(
     theta: torch.Tensor,
-    terms: tuple[int, ...],
+    terms: tuple[int, ...] | RuleSpace,
     tasks: TaskBatch,
     init: NetworkState,
     activation: Activation,
@@ -168,28 +195,36 @@ def run_episode(
 ) -> EpisodeResult:
     """Train N = P·T fresh networks online on their tasks with rule θ; score on query sets.
 
-    theta (N, len(terms)) holds the searched coefficients; pair n uses task n mod T and
-    that task's initial W (and B). Feedback mode is bp when ``init.feedback`` is None.
+    theta (N, R) holds the searched coefficients of ``terms``: a shared rule of those terms (R of them),
+    or a RuleSpace (per-layer coefficients, generated terms, plastic feedback). Pair n uses task n mod
+    T and that task's initial W (and B). Feedback mode is bp when ``init.feedback`` is None.
     compiled: when no graph is recorded for θ, learn with the fused, torch.compile'd step of
     evoplastic.families.paper.fused (same result up to rounding, several times faster on CPU), with default
     options for True or as the given FusedOptions say (CUDA graphs, 16-bit weights); the plain
-    loop runs if compilation is unavailable or a graph is being recorded.
+    loop runs if compilation is unavailable, a graph is being recorded or the space is not the
+    paper's shared pool (the fused step covers that one only).
     """
-    copies = _check_shapes(theta, terms, tasks, init)
-    theta_full = expand_theta(theta, terms)
+    space = as_space(terms, len(init.weights))
+    copies = _check_shapes(theta, space, tasks, init)
+    theta_full, phi = split_theta(space, theta)
     n_out = init.weights[-1].shape[1]
     targets = F.one_hot(tasks.train_y, n_out).to(theta.dtype)
     input_slopes = activation.derivative_from_output(tasks.train_x)
-    weights = None
-    if compiled and not records_graph(theta):
+    weights, feedback = None, init.feedback
+    if compiled and not records_graph(theta) and space.is_paper:
         options = compiled if isinstance(compiled, fused.FusedOptions) else fused.FusedOptions()
-        weights = fused.learn(theta_full, terms, tasks.train_x, targets, input_slopes, init, activation, options)
+        weights = fused.learn(theta_full, space.terms, tasks.train_x, targets, input_slopes, init, activation,
+                              options)
     if weights is None:
         weights = [tile(w, copies).clone() for w in init.weights]
+        if phi is not None:  # each pair's B learns on its own
+            feedback = [tile(b, copies).clone() for b in init.feedback]
         for step in range(tasks.train_x.shape[1]):  # tile one step at a time: memory stays ~N × weights
-            trace = online_step(weights, init.feedback, tile(tasks.train_x[:, step], copies),
+            trace = online_step(weights, feedback, tile(tasks.train_x[:, step], copies),
                                 tile(targets[:, step], copies), activation, tile(input_slopes[:, step], copies),
                                 init.direct)
-            weights = apply_rule(weights, theta_full, terms, trace)
+            weights = apply_rule(weights, theta_full, space.terms, trace)
+            if phi is not None:
+                feedback = apply_feedback_rule(feedback, phi, trace, init.direct)
     loss, accuracy = query_scores(weights, tile(tasks.query_x, copies), tile(tasks.query_y, copies), activation)
-    return EpisodeResult(loss, accuracy, weights)
+    return EpisodeResult(loss, accuracy, weights, feedback if phi is not None else None)

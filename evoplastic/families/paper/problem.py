@@ -17,7 +17,7 @@ from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks
 from evoplastic.families.paper.inner import records_graph, run_episode
 from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights
-from evoplastic.families.paper.rules import resolve_terms
+from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.tasks import MixtureSampler, TaskBatch, TaskSampler
 from evoplastic.precision import matmul_precision
 from evoplastic.seeding import make_generator
@@ -84,7 +84,7 @@ class PaperProblem:
         check_compatible(cfg, sampler)
         self.cfg = cfg
         self.sampler = sampler
-        self.terms = resolve_terms(cfg.rule.terms)
+        self.space = RuleSpace.from_config(cfg)
         self.activation = make_activation(cfg.network)
         self.device = device or resolve_device(cfg.device)
         self.dtype = getattr(torch, cfg.dtype)
@@ -113,7 +113,7 @@ class PaperProblem:
             for start in range(0, theta.shape[0], chunk):
                 part = theta[start: start + chunk]
                 pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
-                result = run_episode(pairs, self.terms, tasks, init, self.activation, compiled=self.fused)
+                result = run_episode(pairs, self.space, tasks, init, self.activation, compiled=self.fused)
                 losses.append(result.loss.view(-1, n_tasks))
                 accs.append(result.accuracy.view(-1, n_tasks))
         return torch.cat(losses), torch.cat(accs)
@@ -134,15 +134,17 @@ class PaperProblem:
     def diagnostics(self, theta: torch.Tensor, step: int | str, n_tasks: int = 4) -> dict[str, list[float]]:
         """Alignment angles and orthonormality errors per hidden layer after learning with θ (R,).
 
-        Measured on the query images of n_tasks fresh tasks, with the adapted weights.
+        Measured on the query images of n_tasks fresh tasks, with the adapted weights (and the adapted
+        feedback when it is plastic).
         """
         batch = self.draw(step, "diagnostics", n_tasks)
         tasks, init = batch.tasks, batch.init
         theta = theta.to(self.device, self.dtype).unsqueeze(0).repeat(n_tasks, 1)
         with torch.no_grad():
-            weights = run_episode(theta, self.terms, tasks, init, self.activation).weights
+            result = run_episode(theta, self.space, tasks, init, self.activation)
+            weights, feedback = result.weights, result.feedback or init.feedback
             target = F.one_hot(tasks.query_y, weights[-1].shape[1]).to(self.dtype)
-            angles = mean_alignment_angles(weights, init.feedback, tasks.query_x, target, self.activation,
+            angles = mean_alignment_angles(weights, feedback, tasks.query_x, target, self.activation,
                                            init.direct)
             ortho = torch.stack([orthonormality_errors(weights, tasks.query_x[:, q], self.activation)
                                  for q in range(tasks.query_x.shape[1])], 1).mean(1)
