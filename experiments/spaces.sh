@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Issue 13's rule spaces, meta-trained by ES on EMNIST classes 0-36 (configs/spaces/), two runs at a time:
+#   per-layer pool (50 coefficients): sep-CMA-ES vs SNES, same budget, seeds 0 and 1;
+#   per-layer bio (15 coefficients), seeds 0-2 (the θ-per-layer plot);
+#   plastic feedback (bio on W + hebb, ee, decay, Oja on B), seeds 0 and 1; generated pool with L1, seed 0.
+# Then: experiments/spaces_eval.sh scores every rule on the same held-out tasks. ~40 min on 2 cores.
+# Data: EMNIST from the data directory (e.g. EVOPLASTIC_DATA=../shared/data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+RUNS=${RUNS:-runs/spaces}
+mkdir -p "$RUNS"
+jobs() {
+  for seed in 0 1; do
+    echo "configs/spaces/per_layer_pool_sepcma.yaml seed=$seed name=es_per_layer_pool_sepcma_s$seed"
+    echo "configs/spaces/per_layer_pool_snes.yaml seed=$seed name=es_per_layer_pool_snes_s$seed"
+  done
+  for seed in 0 1 2; do echo "configs/spaces/per_layer_bio.yaml seed=$seed name=es_per_layer_bio_s$seed"; done
+  for seed in 0 1; do echo "configs/spaces/plastic_feedback.yaml seed=$seed name=es_plastic_feedback_s$seed"; done
+  echo "configs/spaces/generated_l1.yaml seed=0 name=es_generated_l1_s0"
+}
+jobs | xargs -P "${PARALLEL:-2}" -I{} sh -c \
+  'set -- {}; evoplastic train "$1" --runs-dir '"$RUNS"' --no-progress --set "$2" "$3" > '"$RUNS"'/"${3#name=}".log 2>&1 || echo "failed: {}"'
+ls "$RUNS"
