@@ -120,10 +120,11 @@ class PaperProblem:
 
     def auto_chunk(self, n_tasks: int, steps: int, autograd: bool) -> int:
         """Members per inner-loop call: what fits in memory now, and in cache for the plain CPU loop (0: no limit)."""
-        pair = bytes_per_pair(self.cfg.network.dims, self.dtype, steps, autograd)
+        copies = 2 if self.space.feedback_terms else 1  # plastic feedback: every pair has its own B as well
+        pair = copies * bytes_per_pair(self.cfg.network.dims, self.dtype, steps, autograd)
         chunk = members_that_fit(free_memory(self.device), pair, n_tasks)
         if self.device.type == "cpu" and not self.fused and not autograd:
-            in_cache = members_in_cache(weight_bytes(self.cfg.network.dims, self.dtype), n_tasks)
+            in_cache = members_in_cache(copies * weight_bytes(self.cfg.network.dims, self.dtype), n_tasks)
             chunk = min(chunk, in_cache) if chunk else in_cache
         return chunk
 
