@@ -29,6 +29,7 @@ from evoplastic.analysis.report import family_settings, sign_convention, smooth,
 from evoplastic.analysis.tables import grouped_tables
 from evoplastic.config import ExperimentConfig, RuleConfig
 from evoplastic.families import get_family, theta_space
+from evoplastic.stats import mean_ci95
 
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
 """Metric key and axis label of each x axis of the learning curves."""
@@ -153,16 +154,18 @@ def _save(fig, out: Path) -> Path:
 
 
 def coordinates(runs: list[RunRecord]) -> list[tuple[str, str]]:
-    """(label, formula) of each row of the θ table: for the paper family its whole ten-term pool, searched
-    or not; otherwise every coordinate some run searched, in first-seen order."""
-    if runs[0].family == "paper":
-        cfg = runs[0].config
-        space = theta_space(replace(cfg, rule=RuleConfig(terms="pool")))
-        return list(zip(space.labels, space.formulas))
+    """(label, formula) of each row of the θ table. Paper family: its whole ten-term pool, searched or not,
+    when some run has a shared rule, then the other coordinates some run searched: generated terms, per-layer
+    θ_r@W2, feedback φ_hebb. Other families: every coordinate some run searched, in first-seen order."""
     seen: dict[str, str] = {}
+    if runs[0].family == "paper" and any("@" not in label for run in runs for label in run.labels):
+        pool = theta_space(replace(runs[0].config, rule=RuleConfig(terms="pool")))
+        seen.update(zip(pool.labels, pool.formulas))  # a shared rule's rows: the whole pool, searched or not
     for run in runs:
         for label, formula in zip(run.labels, run.formulas):
             seen.setdefault(label, formula)
+    if runs[0].family == "paper":  # shared terms, then per-layer ones (θ_r@W2), then the feedback rule's (φ)
+        return sorted(seen.items(), key=lambda item: (item[0].startswith("φ"), "@" in item[0]))
     return list(seen.items())
 
 
@@ -264,6 +267,59 @@ def plot_trajectories(runs: list[RunRecord], out: Path) -> Path:
     return _save(fig, out)
 
 
+def per_layer_values(run: RunRecord) -> dict[str, list[float]]:
+    """A per-layer run's final θ by term: 'θ_2' -> [θ_2@W1, …, θ_2@WL], 'φ_hebb' -> [φ_hebb@B1, …]."""
+    values: dict[str, list[float]] = {}
+    for label, value in zip(run.labels, run.theta):
+        values.setdefault(label.split("@")[0], []).append(value)
+    return values
+
+
+def _plot_layer_band(ax, seeds: torch.Tensor, color: str, label: str) -> None:
+    """One setting's (S, L) per-layer values: mean line with a 95 % CI band (none for one seed), seeds as points."""
+    layers = np.arange(1, seeds.shape[1] + 1)
+    summary = [mean_ci95(seeds[:, j]) for j in range(seeds.shape[1])]
+    mean, ci = np.array([m for m, _ in summary]), np.nan_to_num([c for _, c in summary])
+    ax.plot(layers, mean, "o-", color=color, label=label)
+    ax.fill_between(layers, mean - ci, mean + ci, color=color, alpha=0.2)
+    ax.plot(np.tile(layers, len(seeds)), seeds.flatten().numpy(), ".", color=color, alpha=0.3)
+
+
+def plot_theta_per_layer(runs: list[RunRecord], out: Path) -> Path | None:
+    """Final θ against layer W1..WL for runs with rule.per_layer, one panel per term; each setting (its seeds
+    together, as in seed_groups) a line of the mean over seeds with a 95 % CI band, every seed a faint
+    point. None (nothing written) when no run has per-layer coefficients."""
+    per_layer = [run for run in runs if run.family == "paper" and run.config.rule.per_layer]
+    if not per_layer:
+        return None
+    groups: dict[ExperimentConfig, list[RunRecord]] = {}
+    for run in per_layer:
+        groups.setdefault(setting(run.config), []).append(run)
+    terms = list(dict.fromkeys(term for run in per_layer for term in per_layer_values(run)))
+    n_layers = max(len(run.config.network.dims) - 1 for run in per_layer)
+    cols = min(3, len(terms))
+    rows = -(-len(terms) // cols)
+    fig, axes = _plt().subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for i, group in enumerate(groups.values()):
+        name = re.sub(r"_seed\d+$", "", group[0].config.name) if len(group) > 1 else group[0].label
+        values = [per_layer_values(run) for run in group]
+        for ax, term in zip(axes.flat, terms):
+            seeds = torch.tensor([v[term] for v in values if term in v], dtype=torch.float64)
+            if len(seeds):
+                _plot_layer_band(ax, seeds, f"C{i}", f"{name} ({len(seeds)} seed{'s' * (len(seeds) > 1)})")
+    for ax, term in zip(axes.flat, terms):
+        matrix = "B" if term.startswith("φ") else "W"
+        ax.set_xticks(range(1, n_layers + 1), [f"{matrix}{j}" for j in range(1, n_layers + 1)])
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(term, fontsize=9)
+    for ax in list(axes.flat)[len(terms):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel(f"final θ ({theta_units(runs)})")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("per-layer θ: mean over seeds ± 95 % CI (band), seeds as points", fontsize=9)
+    return _save(fig, out)
+
+
 def plot_alignment(runs: list[RunRecord], out: Path) -> Path | None:
     """Alignment angle per hidden layer against episodes, one panel per layer; None if never logged."""
     logged = [(i, run) for i, run in enumerate(runs) if any("eval/alignment" in r for r in run.records)]
@@ -351,7 +407,7 @@ def evaluation_table(results: list[RuleEvaluation]) -> str:
     for i, r in enumerate(results):
         diff = "—" if i == 0 else "{:+.2f} ± {:.2f}".format(*(100 * v for v in r.difference(results[0])))
         rows.append([r.rule.label, r.rule.config.network.feedback,
-                     " ".join(f"θ_{t}={v:.6g}" for t, v in zip(r.rule.terms, r.rule.theta)),
+                     " ".join(f"{label}={v:.6g}" for label, v in zip(r.rule.space.labels(), r.rule.theta)),
                      f"{100 * r.accuracy:.2f} % ± {100 * r.accuracy_ci95:.2f}", diff, f"{r.loss:.4f}"])
     return _table(["rule", "feedback", "θ", "query accuracy (95 % CI)", f"Δ vs {results[0].rule.label} (paired)",
                    "loss"], rows)
@@ -507,6 +563,10 @@ def write_report(runs: list[RunRecord], out: Path, args: argparse.Namespace) -> 
                  "(ES: mean over the population, Adam: its one candidate); dashed markers: the centre θ on fresh "
                  "tasks, the comparable measure.\n", "![learning curves](learning.png)\n",
                  "## θ trajectories\n", "![θ trajectories](theta_trajectories.png)\n"]
+    if plot_theta_per_layer(runs, out / "theta_per_layer.png"):
+        sections += ["## θ per layer\n", "Runs with one coefficient per term and layer (rule.per_layer): final θ "
+                     "against layer, mean over each setting's seeds with its 95 % CI, seeds as points.\n",
+                     "![θ per layer](theta_per_layer.png)\n"]
     if plot_alignment(runs, out / "alignment.png"):
         sections += ["## Alignment\n", "Angle between each hidden layer's error and backprop's (0° under bp), "
                      "at the periodic evaluations.\n", "![alignment angles](alignment.png)\n"]

@@ -2,7 +2,8 @@
 
 ``evoplastic evaluate RULE``: RULE is a run directory, a theta.json file, or NAME:θ,… such as
 ``bio:0.013,-0.054,-0.0065``, ``fa:0.012`` or ``0,2,9:0.013,-0.054,-0.0065`` (one θ per term,
-paper units and sign convention). Every rule, baselines included, is scored on the same
+paper units and sign convention; a run or theta.json keeps its rule space: per-layer coefficients,
+generated terms, plastic feedback). Every rule, baselines included, is scored on the same
 tasks with the same initial weights (both derived from --seed only), so rows are paired.
 ``--stream N`` follows the paper's Fig. 1 instead: one online stream of N samples from all
 classes, with accuracy on held-out images every --every samples.
@@ -78,9 +79,10 @@ class RuleEvaluation:
     def to_json(self) -> dict[str, Any]:
         cfg = self.rule.config
         return {"label": self.rule.label, "terms": list(self.rule.terms), "theta": list(self.rule.theta),
-                "feedback": cfg.network.feedback, "activation": cfg.network.activation,
-                "dims": list(cfg.network.dims), "accuracy": self.accuracy, "accuracy_ci95": self.accuracy_ci95,
-                "loss": self.loss, "task_accuracy": self.task_accuracy.tolist(), "task_loss": self.task_loss.tolist()}
+                "labels": list(self.rule.space.labels()), "feedback": cfg.network.feedback,
+                "activation": cfg.network.activation, "dims": list(cfg.network.dims), "accuracy": self.accuracy,
+                "accuracy_ci95": self.accuracy_ci95, "loss": self.loss,
+                "task_accuracy": self.task_accuracy.tolist(), "task_loss": self.task_loss.tolist()}
 
 
 def evaluate_rules(rules: list[Rule], dataset: Dataset, task: TaskConfig, n_tasks: int = 100, seed: int = 0,
@@ -109,7 +111,8 @@ def evaluate_rules(rules: list[Rule], dataset: Dataset, task: TaskConfig, n_task
 
 
 def format_theta(rule: Rule) -> str:
-    return " ".join(f"θ{t}={v:.6g}" for t, v in zip(rule.terms, rule.theta))
+    """'θ0=… θ2=…' by the space's labels, θ_r written θr to stay short: 'θ0@W1=…', 'φ_hebb=…'."""
+    return " ".join(f"{label.replace('θ_', 'θ', 1)}={v:.6g}" for label, v in zip(rule.space.labels(), rule.theta))
 
 
 def format_table(results: list[RuleEvaluation], header: str = "") -> str:
@@ -177,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="edit the rule's config, e.g. network.dims=[64,48,32,10] (repeatable)")
     p.add_argument("--ablate", action="store_true",
-                   help="also evaluate the rule with each term zeroed (paired Δ shows which terms matter)")
+                   help="also evaluate the rule with each term zeroed, and per-layer rules with each layer's "
+                        "rule zeroed, plastic feedback with its rule zeroed (paired Δ shows what matters)")
     p.add_argument("--autoencoders", action="store_true",
                    help="k-cap runs: also train the backprop RNN and MLP autoencoders on every task (slower)")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the results (with per-task values) as JSON")

@@ -15,14 +15,15 @@ import numpy as np
 from evoplastic.families import get_family, theta_space
 from evoplastic.run.rundir import RunDir
 
-RULE_KEYS = frozenset({"family", "rule", "terms", "formulas", "sign_convention"})
+RULE_KEYS = frozenset({"family", "rule", "terms", "formulas", "labels", "sign_convention"})
 """describe() keys that name the rule itself; the others are the settings it learns in."""
 LEGEND_LIMIT = 12
 """Most θ coordinates named in a legend (a k-cap MLP rule has 41 weights)."""
 
 
 def _text(value: Any) -> str:
-    return "+".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    """A described value as text: lists joined with '+', an empty list '—'."""
+    return ("+".join(map(str, value)) or "—") if isinstance(value, (list, tuple)) else str(value)
 
 
 def family_settings(cfg: Any) -> dict[str, str]:

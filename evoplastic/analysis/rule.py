@@ -1,7 +1,8 @@
 """Rules to evaluate: parsed from a run, a theta.json or NAME:θ,…, with their baselines and ablations.
 
-A Rule is coefficients θ plus the config they came with; the evaluation config puts it on the
-requested tasks, with clear errors when its network cannot take them.
+A Rule is coefficients θ plus the config they came with; the config's rule space (shared or per-layer
+coefficients, generated terms, plastic feedback) says what each coefficient means. The evaluation
+config puts the rule on the requested tasks, with clear errors when its network cannot take them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from evoplastic.config import ConfigError, ExperimentConfig, RuleConfig, TaskConfig, override_config, validate
 from evoplastic.families.paper.data import Dataset, load_dataset
 from evoplastic.families.paper.rules import NAMED_RULES, resolve_terms
+from evoplastic.families.paper.space import RuleSpace
 from evoplastic.run.rundir import RunDir
 
 BASELINE_THETA = {"fa": 0.012, "bp": 0.014}
@@ -33,22 +35,27 @@ TASK_BLOCK = 10
 
 @dataclass(frozen=True)
 class Rule:
-    """A rule to evaluate: coefficients θ (paper units, one per term) and the config it came with."""
+    """A rule to evaluate: coefficients θ (paper units, laid out as its space says) and the config it came with."""
 
     label: str
     theta: tuple[float, ...]
     config: ExperimentConfig
-    """Network, default task settings and rule.terms of the rule's origin (a run or the defaults)."""
+    """Network, default task settings and rule section (terms, per_layer, feedback_terms) of the rule's origin."""
+
+    @property
+    def space(self) -> RuleSpace:
+        """What each coordinate of θ is: the rule's terms, per layer or shared, and its feedback terms."""
+        return RuleSpace.from_config(self.config)
 
     @property
     def terms(self) -> tuple[int, ...]:
         return resolve_terms(self.config.rule.terms)
 
 
-def _with_rule(cfg: ExperimentConfig, terms: str, theta: tuple[float, ...], overrides=(),
-               feedback: str | None = None) -> ExperimentConfig:
+def _with_rule(cfg: ExperimentConfig, rule: RuleConfig, overrides=(), feedback: str | None = None) -> ExperimentConfig:
+    """cfg with this rule section (θ not yet set), the overrides and, when given, network.feedback."""
     # outer=es: evaluation needs no meta-gradient, so an Adam run's rule may go to, e.g., a ReLU network
-    cfg = replace(cfg, outer="es", rule=RuleConfig(terms=terms, theta_init=tuple(float(v) for v in theta)))
+    cfg = replace(cfg, outer="es", rule=rule)
     try:
         cfg = override_config(cfg, overrides)
     except ConfigError as err:
@@ -56,14 +63,25 @@ def _with_rule(cfg: ExperimentConfig, terms: str, theta: tuple[float, ...], over
     return replace(cfg, network=replace(cfg.network, feedback=feedback)) if feedback else cfg
 
 
-def _check_theta(text: str, terms: tuple[int, ...], theta: list) -> tuple[float, ...]:
-    if len(theta) != len(terms):
-        raise ValueError(f"{text}: {len(theta)} coefficient(s) for {len(terms)} term(s) {list(terms)}; "
-                         f"give one θ per term, in term order")
+def _check_theta(text: str, space: RuleSpace, theta: list) -> tuple[float, ...]:
+    """θ as floats, once its length fits the space and every value is finite."""
+    if len(theta) != space.size:
+        if not space.per_layer and not space.feedback_terms:
+            raise ValueError(f"{text}: {len(theta)} coefficient(s) for {len(space.terms)} term(s) "
+                             f"{list(space.terms)}; give one θ per term, in term order")
+        hint = (f"; a per-layer rule needs a network of as many layers as it learnt on (network.dims with "
+                f"{space.n_layers + 1} widths now)" if space.per_layer else "")
+        raise ValueError(f"{text}: {space.length_error(len(theta), 'θ')}{hint}")
     values = tuple(float(v) for v in theta)
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"{text}: coefficients must be finite, got {list(values)}")
     return values
+
+
+def _make_rule(label: str, text: str, cfg: ExperimentConfig, theta: list) -> Rule:
+    """The Rule of θ under cfg's rule space (θ checked against it and stored as rule.theta_init)."""
+    values = _check_theta(text, RuleSpace.from_config(cfg), theta)
+    return Rule(label, values, replace(cfg, rule=replace(cfg.rule, theta_init=values)))
 
 
 def run_theta(run: RunDir) -> list[float]:
@@ -80,23 +98,26 @@ def run_theta(run: RunDir) -> list[float]:
 def _rule_from_run(path: Path, overrides) -> Rule:
     run = RunDir.open(path)
     cfg = run.config()
-    theta = run_theta(run)
-    terms = resolve_terms(cfg.rule.terms)
-    return Rule(path.name, _check_theta(str(path), terms, theta), _with_rule(cfg, cfg.rule.terms, theta, overrides))
+    rule = RuleConfig(terms=cfg.rule.terms, per_layer=cfg.rule.per_layer, feedback_terms=cfg.rule.feedback_terms)
+    return _make_rule(path.name, str(path), _with_rule(cfg, rule, overrides), run_theta(run))
 
 
 def _rule_from_theta_json(path: Path, overrides) -> Rule:
+    """theta.json's terms and θ, its per_layer and feedback_terms when present (absent: one shared rule, fixed
+    feedback), on the config of the run it sits in, else the defaults with its activation and feedback."""
     try:
         data = json.loads(path.read_text())
         terms, theta = tuple(int(t) for t in data["terms"]), [float(v) for v in data["theta"]]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        per_layer = bool(data.get("per_layer", False))
+        feedback_terms = data.get("feedback_terms", "")
+        feedback_terms = feedback_terms if isinstance(feedback_terms, str) else ",".join(map(str, feedback_terms))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError):
         raise ValueError(f"{path} is not a theta.json (a JSON object with 'terms' and 'theta' lists)") from None
     cfg = RunDir(path.parent).config() if (path.parent / "config.yaml").is_file() else ExperimentConfig()
     network = replace(cfg.network, activation=data.get("activation", cfg.network.activation),
                       feedback=data.get("feedback", cfg.network.feedback))
-    cfg = replace(cfg, network=network)
-    theta = _check_theta(str(path), terms, theta)
-    return Rule(str(path), theta, _with_rule(cfg, ",".join(map(str, terms)), theta, overrides))
+    rule = RuleConfig(terms=",".join(map(str, terms)), per_layer=per_layer, feedback_terms=feedback_terms)
+    return _make_rule(str(path), str(path), _with_rule(replace(cfg, network=network), rule, overrides), theta)
 
 
 def _rule_from_spec(text: str, overrides) -> Rule:
@@ -112,11 +133,12 @@ def _rule_from_spec(text: str, overrides) -> Rule:
         theta = [float(v) for v in values.replace(",", " ").split()]
     except ValueError:
         raise ValueError(f"RULE {text!r}: coefficients must be numbers separated by commas ({example})") from None
-    theta = _check_theta(f"RULE {text!r}", terms, theta)
     key = name.strip().lower()
     spec = key if key in NAMED_RULES else ",".join(map(str, terms))
     feedback = key if key in ("fa", "bp") else None
-    return Rule(text, theta, _with_rule(ExperimentConfig(name=spec), spec, theta, overrides, feedback))
+    # overrides may make the space per-layer or its feedback plastic (--set rule.per_layer=true): θ is checked after
+    cfg = _with_rule(ExperimentConfig(name=spec), RuleConfig(terms=spec), overrides, feedback)
+    return _make_rule(text, f"RULE {text!r}", cfg, theta)
 
 
 def parse_rule(text: str, overrides: tuple[str, ...] | list[str] = ()) -> Rule:
@@ -134,22 +156,22 @@ def parse_rule(text: str, overrides: tuple[str, ...] | list[str] = ()) -> Rule:
 
 def baseline_rules(like: Rule, fa_theta: float = BASELINE_THETA["fa"],
                    bp_theta: float = BASELINE_THETA["bp"]) -> list[Rule]:
-    """The fa and bp baselines (θ_0 only) on ``like``'s network (dims, activation)."""
-    return [Rule(f"{kind} baseline", (theta,), _with_rule(like.config, kind, (theta,), feedback=kind))
-            for kind, theta in (("fa", fa_theta), ("bp", bp_theta))]
+    """The fa and bp baselines (θ_0 only, shared, fixed feedback) on ``like``'s network (dims, activation)."""
+    return [_make_rule(f"{kind} baseline", kind, _with_rule(like.config, RuleConfig(terms=kind), feedback=kind),
+                       [theta]) for kind, theta in (("fa", fa_theta), ("bp", bp_theta))]
 
 
 def ablated_rules(rule: Rule) -> list[Rule]:
-    """The rule with one term's coefficient set to zero, for each searched term.
+    """The rule with one group of coordinates set to zero at a time, as its space lists them: each term
+    ('without θ_2', over every layer), each layer's rule ('W3 fixed') and the feedback rule ('feedback fixed').
 
-    A term counts as dropped when zeroing it does not worsen held-out accuracy beyond the
+    A group counts as dropped when zeroing it does not worsen held-out accuracy beyond the
     noise (the paired difference's CI includes zero): ES never lands exactly on zero.
     """
     out = []
-    for i, term in enumerate(rule.terms):
-        theta = tuple(0.0 if j == i else v for j, v in enumerate(rule.theta))
-        config = replace(rule.config, rule=replace(rule.config.rule, theta_init=theta))
-        out.append(Rule(f"without θ_{term}", theta, config))
+    for label, zeroed in rule.space.ablations():
+        theta = tuple(0.0 if j in zeroed else v for j, v in enumerate(rule.theta))
+        out.append(Rule(label, theta, replace(rule.config, rule=replace(rule.config.rule, theta_init=theta))))
     return out
 
 

@@ -1,6 +1,8 @@
 """The paper's Fig. 1 protocol: one long online stream, test accuracy against samples seen.
 
-Every rule (and baseline) sees the same streams, initial weights and test images.
+Every rule (and baseline) sees the same streams, initial weights and test images. Per-layer
+coefficients and a plastic feedback rule learn as in training; alignment angles are measured
+against the current feedback, so a plastic B's angle moves over the stream.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from evoplastic.analysis.rule import Rule, evaluation_config, format_classes
 from evoplastic.core.fitness import resolve_device
 from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
-from evoplastic.families.paper.inner import apply_rule, online_step, query_scores
+from evoplastic.families.paper.inner import apply_feedback_rule, apply_rule, online_step, query_scores
 from evoplastic.families.paper.metrics import mean_alignment_angles
 from evoplastic.families.paper.network import init_network, make_activation
-from evoplastic.families.paper.rules import expand_theta
+from evoplastic.families.paper.rules import split_theta
 from evoplastic.seeding import make_generator
 from evoplastic.stats import mean_ci95
 
@@ -79,26 +81,33 @@ class StreamCurve:
     accuracy: torch.Tensor
     """(C, R) accuracy at each checkpoint for each stream."""
     alignment: torch.Tensor | None
-    """(C, L-1) mean angle (degrees) of each hidden layer's error to backprop's; None for bp feedback."""
+    """(C, L-1) mean angle (degrees) of each hidden layer's error, through the feedback of that checkpoint,
+    to backprop's; None for bp feedback."""
 
     def to_json(self) -> dict[str, Any]:
         acc = [mean_ci95(row) if len(row) > 1 else (float(row[0]), float("nan")) for row in self.accuracy]
         return {"label": self.rule.label, "terms": list(self.rule.terms), "theta": list(self.rule.theta),
-                "feedback": self.rule.config.network.feedback, "samples": self.samples,
+                "labels": list(self.rule.space.labels()), "feedback": self.rule.config.network.feedback,
+                "samples": self.samples,
                 "accuracy": [a for a, _ in acc], "accuracy_ci95": [c for _, c in acc],
                 "alignment": None if self.alignment is None else self.alignment.tolist()}
 
 
 def stream_curve(rule: Rule, stream: Stream, every: int = 250, seed: int = 0, device: str = "cpu",
                  bar: tqdm | None = None) -> StreamCurve:
-    """Learn online from every stream at once (batch R), testing every ``every`` samples."""
+    """Learn online from every stream at once (batch R), testing every ``every`` samples.
+
+    A plastic feedback rule updates each stream's own copy of B (or D) after every sample.
+    """
     cfg = replace(rule.config, device=device)
     act, dtype, dev = make_activation(cfg.network), getattr(torch, cfg.dtype), resolve_device(device)
     repeats, n_samples = stream.order.shape
     init = init_network(cfg.network, repeats, make_generator(seed, "stream", "init"), dtype)
     moved = init.map(lambda t: t.to(dev))
-    weights, feedback = moved.weights, moved.feedback
-    theta = expand_theta(torch.tensor([rule.theta], dtype=dtype, device=dev).repeat(repeats, 1), rule.terms)
+    space = rule.space
+    theta, phi = split_theta(space, torch.tensor([rule.theta], dtype=dtype, device=dev).repeat(repeats, 1))
+    weights = [w.clone() for w in moved.weights]
+    feedback = None if moved.feedback is None else [b.clone() for b in moved.feedback]
     images, labels, n_out = stream.images.to(dev, dtype), stream.labels.to(dev), cfg.network.dims[-1]
     test_x = images[stream.test].expand(repeats, -1, -1)
     test_y = labels[stream.test].expand(repeats, -1)
@@ -122,7 +131,9 @@ def stream_curve(rule: Rule, stream: Stream, every: int = 250, seed: int = 0, de
             x = images[index]
             target = F.one_hot(labels[index], n_out).to(dtype)
             trace = online_step(weights, feedback, x, target, act, act.derivative_from_output(x), init.direct)
-            weights = apply_rule(weights, theta, rule.terms, trace)
+            weights = apply_rule(weights, theta, space.terms, trace)
+            if phi is not None:
+                feedback = apply_feedback_rule(feedback, phi, trace, init.direct)
     return StreamCurve(rule, samples, torch.stack(accuracy), torch.stack(alignment) if alignment else None)
 
 
