@@ -104,8 +104,8 @@ def _plot(args: argparse.Namespace) -> int:
 PASS_THROUGH = {"evaluate": "evoplastic.analysis.evaluate", "compare": "evoplastic.analysis.compare",
                 "bench": "evoplastic.bench.suite", "data": "evoplastic.families.paper.data"}
 """Subcommands that parse their own arguments: the module's main(argv) gets the rest."""
-BENCHES = {"inner": "evoplastic.bench.inner", "mpi": "evoplastic.bench.mpi"}
-"""``bench inner`` and ``bench mpi``; plain ``bench`` (or ``bench all``) runs the whole suite."""
+BENCHES = {"inner": "evoplastic.bench.inner", "mpi": "evoplastic.bench.mpi", "spaces": "evoplastic.bench.spaces"}
+"""``bench inner``, ``bench mpi`` and ``bench spaces``; plain ``bench`` (or ``bench all``) runs the whole suite."""
 
 
 def _pass_through(argv: list[str]) -> int:
@@ -143,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", add_help=False, help="download a named dataset (emnist, mnist, fashion-mnist) into "
                                                    "the data directory")
 
-    p = sub.add_parser("bench", help="speed: 'bench' runs everything as ratios; 'bench inner', 'bench mpi' "
-                                     "scan one part (each has --help)",
+    p = sub.add_parser("bench", help="speed: 'bench' runs everything as ratios; 'bench inner', 'bench mpi', "
+                                     "'bench spaces' scan one part (each has --help)",
                        add_help=False)
     return parser
 
