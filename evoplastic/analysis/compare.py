@@ -29,7 +29,7 @@ from evoplastic.analysis.report import family_settings, sign_convention, smooth,
 from evoplastic.analysis.tables import grouped_tables
 from evoplastic.config import ExperimentConfig, RuleConfig
 from evoplastic.families import get_family, theta_space
-from evoplastic.stats import mean_ci95
+from evoplastic.stats import mean_ci95_seeds
 
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
 """Metric key and axis label of each x axis of the learning curves."""
@@ -278,7 +278,7 @@ def per_layer_values(run: RunRecord) -> dict[str, list[float]]:
 def _plot_layer_band(ax, seeds: torch.Tensor, color: str, label: str) -> None:
     """One setting's (S, L) per-layer values: mean line with a 95 % CI band (none for one seed), seeds as points."""
     layers = np.arange(1, seeds.shape[1] + 1)
-    summary = [mean_ci95(seeds[:, j]) for j in range(seeds.shape[1])]
+    summary = [mean_ci95_seeds(seeds[:, j]) for j in range(seeds.shape[1])]
     mean, ci = np.array([m for m, _ in summary]), np.nan_to_num([c for _, c in summary])
     ax.plot(layers, mean, "o-", color=color, label=label)
     ax.fill_between(layers, mean - ci, mean + ci, color=color, alpha=0.2)
