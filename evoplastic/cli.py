@@ -1,4 +1,4 @@
-"""Command line: ``evoplastic train | evaluate | compare | plot | bench``; heavy imports happen inside commands."""
+"""Command line: ``evoplastic train | evaluate | compare | plot | terms | bench``; heavy imports inside commands."""
 
 from __future__ import annotations
 
@@ -101,6 +101,13 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _terms(args: argparse.Namespace) -> int:
+    from evoplastic.families.paper.terms import vocabulary_table
+
+    print(vocabulary_table())
+    return 0
+
+
 PASS_THROUGH = {"evaluate": "evoplastic.analysis.evaluate", "compare": "evoplastic.analysis.compare",
                 "bench": "evoplastic.bench.suite", "data": "evoplastic.families.paper.data"}
 """Subcommands that parse their own arguments: the module's main(argv) gets the rest."""
@@ -133,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="(re)draw a run's plots")
     p.add_argument("run_dir", type=Path)
     p.set_defaults(func=_plot)
+
+    p = sub.add_parser("terms", help="list the plasticity terms a paper-family rule may search (rule.terms, "
+                                     "rule.feedback_terms) with their formulas and search scales")
+    p.set_defaults(func=_terms)
 
     p = sub.add_parser("evaluate", add_help=False,
                        help="score a rule (run dir, theta.json or 'bio:0.013,-0.054,-0.0065') on fresh or "

@@ -202,3 +202,14 @@ def test_cuda_equals_cpu(name):
     cpu = run_episode(theta, space, tasks, init, act)
     gpu = run_episode(theta.cuda(), space, tasks.to("cuda", torch.float64), init.map(lambda t: t.cuda()), act)
     torch.testing.assert_close(gpu.loss.cpu(), cpu.loss, rtol=1e-9, atol=1e-12)
+
+
+def test_terms_command_lists_the_vocabulary(capsys):
+    from evoplastic.cli import main
+
+    assert main(["terms"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.strip()[:2].strip().isdigit()]
+    assert len(rows) == N_VOCAB
+    assert "33          1e-04  (e_l^T W_l y_{l-1}) 1 e_{l-1}^T" in out
+    assert "kp = ['hebb', 'decay']" in out

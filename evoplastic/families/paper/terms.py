@@ -122,3 +122,17 @@ def resolve_terms(spec: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
 def default_theta(terms: tuple[int, ...]) -> tuple[float, ...]:
     """The paper's start: θ_0 = 1e-3, every other term 0."""
     return tuple(1e-3 if t == 0 else 0.0 for t in terms)
+
+
+def vocabulary_table() -> str:
+    """Every term a rule may search (index, formula, default search scale) and the feedback terms, as text."""
+    lines = ["Weight-rule terms (rule.terms; ΔW_ℓ = -Σ θ_r T_r), 0-9 the paper's, 10+ generated:",
+             f"{'index':>5}  {'default scale':>13}  formula"]
+    lines += [f"{i:>5}  {VOCAB_SCALE[i]:>13.0e}  {VOCAB_FORMULAS[i]}" for i in range(N_VOCAB)]
+    lines += ["", "Named rules: " + ", ".join(f"{name} = {list(terms) if len(terms) < 12 else f'0-{terms[-1]}'}"
+                                            for name, terms in NAMED_RULES.items())]
+    lines += ["", "Plastic-feedback terms (rule.feedback_terms; ΔB_ℓ = -Σ φ_r F_r; post = ℓ for fa, L for dfa):"]
+    lines += [f"{name:>5}  {FEEDBACK_SCALE[i]:>13.0e}  {FEEDBACK_FORMULAS[i]}" for i, name in enumerate(FEEDBACK_TERMS)]
+    lines += ["Named feedback rules: " + ", ".join(f"{k} = {[FEEDBACK_TERMS[i] for i in v]}"
+                                               for k, v in NAMED_FEEDBACK.items())]
+    return "\n".join(lines)
