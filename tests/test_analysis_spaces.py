@@ -190,3 +190,13 @@ def test_theta_per_layer_groups_seeds_and_skips_shared_runs(runs, tmp_path):
     written = compare.plot_theta_per_layer(records, tmp_path / "layers.png")
     assert written == tmp_path / "layers.png" and written.stat().st_size > 5000
     assert compare.coordinates(records[:2])[0][0] == "θ_0@W1"  # per-layer runs only: no empty pool rows
+
+
+def test_a_large_rule_prints_its_size_and_largest_coefficients():
+    from evoplastic.analysis.evaluate import format_theta
+    from evoplastic.analysis.rule import parse_rule
+
+    theta = [0.0] * 34
+    theta[0], theta[14] = 0.02, 3e-4  # T14's search scale is 1e-5: it is the largest in search units
+    rule = parse_rule("generated:" + ",".join(map(str, theta)))
+    assert format_theta(rule).startswith("2 of 34 non-zero; largest: θ14=0.0003 θ0=0.02")

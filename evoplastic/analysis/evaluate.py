@@ -110,9 +110,21 @@ def evaluate_rules(rules: list[Rule], dataset: Dataset, task: TaskConfig, n_task
     return results
 
 
+TABLE_COEFFICIENTS = 10
+"""Coefficients a table row prints in full; larger rules print their count and largest entries (all: --json)."""
+
+
 def format_theta(rule: Rule) -> str:
-    """'θ0=… θ2=…' by the space's labels, θ_r written θr to stay short: 'θ0@W1=…', 'φ_hebb=…'."""
-    return " ".join(f"{label.replace('θ_', 'θ', 1)}={v:.6g}" for label, v in zip(rule.space.labels(), rule.theta))
+    """'θ0=… θ2=…' by the space's labels, θ_r written θr to stay short: 'θ0@W1=…', 'φ_hebb=…'; a rule of more
+    than TABLE_COEFFICIENTS coefficients shows how many are non-zero and the largest (in search units)."""
+    labels = [label.replace("θ_", "θ", 1) for label in rule.space.labels()]
+    if len(labels) <= TABLE_COEFFICIENTS:
+        return " ".join(f"{label}={v:.6g}" for label, v in zip(labels, rule.theta))
+    scales = rule.space.scales(rule.config.es.term_scale)
+    order = sorted(range(len(labels)), key=lambda i: -abs(rule.theta[i]) / scales[i])[:3]
+    largest = " ".join(f"{labels[i]}={rule.theta[i]:.3g}" for i in order)
+    nonzero = sum(v != 0 for v in rule.theta)
+    return f"{nonzero} of {len(labels)} non-zero; largest: {largest} …"
 
 
 def format_table(results: list[RuleEvaluation], header: str = "") -> str:
