@@ -55,8 +55,10 @@ def test_a_mixture_config_trains_through_the_shared_fitness(inverted_digits):
 def test_mixture_errors_name_the_key_and_the_fix(tmp_path):
     with pytest.raises(ConfigError, match="mixture_weights has 1 values for 2"):
         tiny_config("task.mixture=[digits,digits]", "task.mixture_weights=[1]")
-    with pytest.raises(ConfigError, match="with task.mixture leave it empty"):
+    with pytest.raises(ConfigError, match="with task.mixture restrict each entry instead, e.g. emnist@0-36"):
         tiny_config("task.mixture=[digits,digits]", "task.classes=[0,1,2]")
+    with pytest.raises(ConfigError, match=r"task.mixture entry 'digits@0-x': classes '0-x': write class ids"):
+        tiny_config("task.mixture=[digits,digits@0-x]")
     with pytest.raises(ConfigError, match="not all 0"):
         tiny_config("task.mixture=[digits,digits]", "task.mixture_weights=[0,0]")
     wide = tmp_path / "wide.npz"
@@ -64,3 +66,14 @@ def test_mixture_errors_name_the_key_and_the_fix(tmp_path):
     cfg = TaskConfig(n_way=3, k_shot=4, n_query=2)
     with pytest.raises(ValueError, match="images of one size"):
         MixtureSampler([TaskSampler(load_dataset("digits"), cfg), TaskSampler(load_dataset(f"npz:{wide}"), cfg)])
+
+
+def test_a_mixture_entry_keeps_only_its_classes(inverted_digits):
+    """digits@0-4 draws digit tasks from classes 0-4 only; the other dataset keeps all its classes."""
+    fitness = build_fitness(tiny_config(f"task.mixture=[digits@0-4,'{inverted_digits}']", "tasks_per_step=40"))
+    batch = fitness.draw(0, "train", 40)
+    from_digits = [t for t, source in enumerate(sources(batch.tasks)) if source == "digits"]
+    inverted = [t for t, source in enumerate(sources(batch.tasks)) if source == "inverted"]
+    assert from_digits and inverted
+    assert int(batch.tasks.classes[from_digits].max()) <= 4
+    assert int(batch.tasks.classes[inverted].max()) > 4

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from evoplastic.config import ConfigError, ExperimentConfig, RuleConfig, TaskConfig, override_config, validate
+from evoplastic.families.paper.config import parse_class_ids
 from evoplastic.families.paper.data import Dataset, load_dataset
 from evoplastic.families.paper.rules import NAMED_RULES, resolve_terms
 from evoplastic.families.paper.space import RuleSpace
@@ -176,17 +177,8 @@ def ablated_rules(rule: Rule) -> list[Rule]:
 
 
 def parse_classes(text: str) -> tuple[int, ...]:
-    """'40-46', '0,2,5' or '0-9,20' -> sorted unique class ids."""
-    ids: set[int] = set()
-    try:
-        for part in text.replace(" ", "").split(","):
-            low, dash, high = part.partition("-")
-            ids.update(range(int(low), int(high) + 1) if dash else [int(low)])
-    except ValueError:
-        raise ValueError(f"--classes {text!r}: write class ids such as 40-46 or 0,2,5 or 0-9,20") from None
-    if not ids:
-        raise ValueError(f"--classes {text!r} names no class")
-    return tuple(sorted(ids))
+    """'40-46', '0,2,5' or '0-9,20' -> sorted unique class ids (an --classes option)."""
+    return parse_class_ids(text, "--classes")
 
 
 def format_classes(classes: tuple[int, ...] | list[int]) -> str:

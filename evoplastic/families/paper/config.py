@@ -64,9 +64,32 @@ class TaskConfig:
     """Draw a task's classes with replacement, as the published code does (a class may repeat)."""
     mixture: tuple[str, ...] = ()
     """Datasets to draw tasks from instead of task.dataset, each task from one of them (e.g. [emnist,
-    fashion-mnist]): a rule meta-trained across domains. Their images must have the same size."""
+    fashion-mnist]): a rule meta-trained across domains. Their images must have the same size.
+    NAME@CLASSES restricts one to class ids, e.g. emnist@0-36 keeps 37-46 held out."""
     mixture_weights: tuple[float, ...] = ()
     """Relative probability of each task.mixture dataset; empty: equal."""
+
+
+def parse_class_ids(text: str, what: str = "classes") -> tuple[int, ...]:
+    """'40-46', '0,2,5' or '0-9,20' -> sorted unique class ids; ``what`` names the option in errors."""
+    ids: set[int] = set()
+    try:
+        for part in text.replace(" ", "").split(","):
+            low, dash, high = part.partition("-")
+            ids.update(range(int(low), int(high) + 1) if dash else [int(low)])
+    except ValueError:
+        raise ValueError(f"{what} {text!r}: write class ids such as 40-46 or 0,2,5 or 0-9,20") from None
+    if not ids:
+        raise ValueError(f"{what} {text!r} names no class")
+    return tuple(sorted(ids))
+
+
+def mixture_entry(entry: str) -> tuple[str, tuple[int, ...]]:
+    """A task.mixture entry 'NAME' or 'NAME@CLASSES' -> (dataset name, class ids; empty: all)."""
+    name, at, classes = entry.rpartition("@")
+    if not at:
+        return entry, ()
+    return name, parse_class_ids(classes, f"task.mixture entry {entry!r}: classes")
 
 
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
@@ -105,7 +128,10 @@ def validate(cfg: Any) -> None:
     if any(w < 0 for w in task.mixture_weights) or (task.mixture_weights and not sum(task.mixture_weights) > 0):
         raise ValueError(f"task.mixture_weights must be ≥ 0 and not all 0, got {list(task.mixture_weights)}")
     if task.mixture and task.classes:
-        raise ValueError("task.classes names class ids of one dataset; with task.mixture leave it empty")
+        raise ValueError("task.classes names class ids of one dataset; with task.mixture restrict each entry "
+                         "instead, e.g. emnist@0-36")
+    for entry in task.mixture:
+        mixture_entry(entry)
     space = _rule_space(cfg)
     space.initial(cfg.rule.theta_init)  # raises on a wrong length
     if cfg.es.term_scale and len(cfg.es.term_scale) not in (N_TERMS, N_VOCAB):

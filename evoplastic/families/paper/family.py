@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.family import ThetaSpace
-from evoplastic.families.paper.config import check_differentiable
+from evoplastic.families.paper.config import check_differentiable, mixture_entry
 from evoplastic.families.paper.data import load_dataset
 from evoplastic.families.paper.problem import PaperProblem
 from evoplastic.families.paper.space import RuleSpace
@@ -44,8 +45,9 @@ class PaperFamily:
     def build_problem(self, cfg: ExperimentConfig, device: torch.device | None = None) -> PaperProblem:
         """Load the dataset and make the problem of an experiment."""
         t = cfg.task
-        samplers = [TaskSampler(load_dataset(name, t.data_dir, t.split, t.download), t)
-                    for name in (t.mixture or (t.dataset,))]
+        samplers = [TaskSampler(load_dataset(name, t.data_dir, t.split, t.download),
+                                replace(t, classes=classes) if classes else t)
+                    for name, classes in map(mixture_entry, t.mixture or (t.dataset,))]
         sampler = MixtureSampler(samplers, t.mixture_weights) if t.mixture else samplers[0]
         return PaperProblem(cfg, sampler, device)
 
