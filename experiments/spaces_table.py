@@ -5,6 +5,7 @@ Usage: python experiments/spaces_table.py docs/results/spaces > docs/results/spa
 
 import json
 import math
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -37,7 +38,7 @@ def main(out: Path) -> None:
         bp = next(r["task_accuracy"] for r in results if r["label"] == "bp baseline")
         rule = results[0]
         table[name][which] = cell(rule["task_accuracy"], bp)
-        by_config[name.rsplit("_s", 1)[0]][which].append(mean_ci(rule["task_accuracy"])[0] - mean_ci(bp)[0])
+        by_config[re.sub(r"_s\d+$", "", name)][which].append(mean_ci(rule["task_accuracy"])[0] - mean_ci(bp)[0])
         for r in results[1:]:
             if "baseline" in r["label"]:
                 table[r["label"]][which] = cell(r["task_accuracy"], bp)
