@@ -48,12 +48,19 @@ def main(out: Path) -> None:
     names = sorted(n for n in table if "baseline" not in n) + [n for n in table if "baseline" in n]
     for name in names:
         print(f"| {name} | " + " | ".join(table[name].get(k, "—") for k in SETS) + " |")
-    print("\nMean difference to bp over seeds (points), per config:\n")
+    print("\nDifference to bp (points) per config: mean over seeds (each seed's):\n")
     print("| config | seeds | " + " | ".join(SETS.values()) + " |\n|---|---|" + "---|" * len(SETS))
-    for name, diffs in by_config.items():
+    for name, diffs in sorted(by_config.items()):
         seeds = max(len(v) for v in diffs.values())
-        print(f"| {name} | {seeds} | " + " | ".join(
-            f"{100 * sum(diffs[k]) / len(diffs[k]):+.1f}" if diffs.get(k) else "—" for k in SETS) + " |")
+        print(f"| {name} | {seeds} | " + " | ".join(summary(diffs.get(k, [])) for k in SETS) + " |")
+
+
+def summary(diffs: list[float]) -> str:
+    """'+3.8 (+0.6, +7.3, +3.5)' in points, or '—'."""
+    if not diffs:
+        return "—"
+    mean = 100 * sum(diffs) / len(diffs)
+    return f"{mean:+.1f}" + (f" ({', '.join(f'{100 * d:+.1f}' for d in diffs)})" if len(diffs) > 1 else "")
 
 
 if __name__ == "__main__":
