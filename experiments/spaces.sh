@@ -14,6 +14,7 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 RUNS=${RUNS:-runs/spaces}
 mkdir -p "$RUNS"
 jobs() {
+  echo "configs/spaces/per_layer_pool_sepcma.yaml seed=0 rule.per_layer=false name=es_pool_shared_s0"  # reference
   for seed in 0 1; do
     echo "configs/spaces/per_layer_pool_sepcma.yaml seed=$seed name=es_per_layer_pool_sepcma_s$seed"
     echo "configs/spaces/per_layer_pool_snes.yaml seed=$seed name=es_per_layer_pool_snes_s$seed"
@@ -27,6 +28,8 @@ jobs() {
   echo "configs/spaces/generated_l1.yaml seed=1 name=es_generated_l1_s1"
 }
 [ -f runs/data/fashion-mnist-test-a.npz ] || python experiments/fashion_halves.py runs/data
+# each job: CONFIG KEY=VALUE ... name=NAME (the name last: it names the log)
 jobs | xargs -P "${PARALLEL:-2}" -I{} sh -c \
-  'set -- {}; evoplastic train "$1" --runs-dir '"$RUNS"' --no-progress --set "$2" "$3" > '"$RUNS"'/"${3#name=}".log 2>&1 || echo "failed: {}"'
+  'set -- {}; cfg=$1; shift; for last; do :; done
+   evoplastic train "$cfg" --runs-dir '"$RUNS"' --no-progress --set "$@" > '"$RUNS"'/"${last#name=}".log 2>&1 || echo "failed: {}"'
 ls "$RUNS"
