@@ -33,6 +33,7 @@ for rule in $RULES; do
     for kind in cvar mean8; do
       name=es_${rule}_${kind}_s$seed
       [ -f "$OUT/$name.json" ] && continue  # evaluated already (delete it to redo)
+      finished "$name" || { echo "no finished run $name: skipped"; continue; }
       evoplastic evaluate "$(run $name)" --dataset fashion-mnist --split test --tasks 100 --no-progress \
         --json "$OUT/$name.json" > "$OUT/$name.md"
     done
