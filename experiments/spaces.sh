@@ -4,8 +4,8 @@
 #   per-layer bio (15 coefficients), seeds 0-2 (the θ-per-layer plot);
 #   plastic feedback (bio on W + hebb, ee, decay, Oja on B), seeds 0 and 1; generated pool with L1, seed 0;
 #   per-layer bio (seeds 0-2) and pool (seed 0) meta-trained on a mixture of EMNIST 0-36 and half of
-#   Fashion-MNIST's test images (the other half scores them); the generated pool likewise (seeds 0, 1), and
-#   the generated pool on EMNIST alone again (seed 1).
+#   Fashion-MNIST's test images (the other half scores them); the generated pool likewise (seeds 0-2), and
+#   the generated pool on EMNIST alone again (seeds 1, 2).
 # Then: experiments/spaces_eval.sh scores every rule on the same held-out tasks. ~40 min on 2 cores.
 # Data: EMNIST from the data directory (e.g. EVOPLASTIC_DATA=../shared/data).
 set -euo pipefail
@@ -24,8 +24,8 @@ jobs() {
   echo "configs/spaces/generated_l1.yaml seed=0 name=es_generated_l1_s0"
   for seed in 0 1 2; do echo "configs/spaces/per_layer_bio_mixture.yaml seed=$seed name=es_per_layer_bio_mixture_s$seed"; done
   echo "configs/spaces/per_layer_pool_mixture.yaml seed=0 name=es_per_layer_pool_mixture_s0"
-  for seed in 0 1; do echo "configs/spaces/generated_mixture.yaml seed=$seed name=es_generated_mixture_s$seed"; done
-  echo "configs/spaces/generated_l1.yaml seed=1 name=es_generated_l1_s1"
+  for seed in 0 1 2; do echo "configs/spaces/generated_mixture.yaml seed=$seed name=es_generated_mixture_s$seed"; done
+  for seed in 1 2; do echo "configs/spaces/generated_l1.yaml seed=$seed name=es_generated_l1_s$seed"; done
 }
 [ -f runs/data/fashion-mnist-test-a.npz ] || python experiments/fashion_halves.py runs/data
 # each job: CONFIG KEY=VALUE ... name=NAME (the name last: it names the log)
