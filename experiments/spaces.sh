@@ -6,7 +6,7 @@
 #   per-layer bio (seeds 0-2) and pool (seed 0) meta-trained on a mixture of EMNIST 0-36 and half of
 #   Fashion-MNIST's test images (the other half scores them); the generated pool likewise (seeds 0-2), and
 #   the generated pool on EMNIST alone again (seeds 1, 2).
-# Then: experiments/spaces_eval.sh scores every rule on the same held-out tasks. ~40 min on 2 cores.
+# Then: experiments/spaces_eval.sh scores every rule on the same held-out tasks. ~80 min on 2 cores.
 # Data: EMNIST from the data directory (e.g. EVOPLASTIC_DATA=../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
