@@ -112,6 +112,7 @@ def test_compiled_row_follows_the_paper_pool(tmp_path):
     assert main(["bench", "spaces", *TINY_NET, "--compiled", "--json", str(out)]) == 0
     timing = json.loads(out.read_text())["timing"]
     assert [r["case"]["name"] for r in timing[:2]] == ["pool (paper)", "pool compiled"]
+    assert timing[-1]["case"]["name"] == "pool per-layer compiled" and timing[-1]["coefficients"] == 10 * 3
     compiled = timing[1]
     assert compiled["coefficients"] == 10 and compiled["case"]["compiled"] and compiled["note"] == ""
     assert compiled["warmup_seconds"] > compiled["seconds_median"]  # the warm-up call compiled the step

@@ -51,7 +51,7 @@ class SpaceCase:
     per_layer: bool = False
     feedback: str = ""
     compiled: bool = False
-    """Learn through the fused, torch.compile'd step (es.compile=true; the paper's shared pool only)."""
+    """Learn through the fused, torch.compile'd step (es.compile=true; the paper's terms, shared or per layer)."""
 
     def space(self, n_layers: int) -> RuleSpace:
         return RuleSpace(resolve_terms(self.terms), n_layers, self.per_layer, resolve_feedback_terms(self.feedback))
@@ -59,6 +59,7 @@ class SpaceCase:
 
 POOL = SpaceCase("pool (paper)", "pool")
 COMPILED = SpaceCase("pool compiled", "pool", compiled=True)
+COMPILED_PER_LAYER = SpaceCase("pool per-layer compiled", "pool", per_layer=True, compiled=True)
 SPACES = (SpaceCase("bio", "bio"), SpaceCase("bio per-layer", "bio", per_layer=True),
           SpaceCase("pool per-layer", "pool", per_layer=True), SpaceCase("generated", "generated"),
           SpaceCase("bio + feedback all", "bio", feedback="all"))
@@ -164,11 +165,12 @@ def format_timing(r: SpaceTiming) -> str:
 
 
 def run_timings(args: argparse.Namespace) -> list[SpaceTiming]:
-    """Time the paper pool, then (with --compiled) its fused row, then every other space; print rows as they come."""
+    """Time the paper pool, then (with --compiled) its fused row, every other space, and (--compiled) the fused
+    per-layer pool; print rows as they come."""
     work = make_workload(args)
     print_timing_header(args, hardware(args.device, args.threads), work)
     rows: list[SpaceTiming] = []
-    for case in (POOL, COMPILED, *SPACES) if args.compiled else (POOL, *SPACES):
+    for case in (POOL, COMPILED, *SPACES, COMPILED_PER_LAYER) if args.compiled else (POOL, *SPACES):
         rows.append(time_space(case, args, work, rows[0].rate_median if rows else None))
         print(format_timing(rows[-1]), flush=True)
     return rows

@@ -140,9 +140,12 @@ def validate(cfg: Any) -> None:
     if space.feedback_terms and net.feedback == "bp":
         raise ValueError("rule.feedback_terms makes the feedback matrix plastic, but network.feedback=bp has none "
                          "(B is W itself); use network.feedback=fa or dfa, or rule.feedback_terms=''")
-    if cfg.es.compile and not space.is_paper:
-        raise ValueError("es.compile=true fuses the paper's shared rule only; rule.per_layer, rule.feedback_terms "
-                         "and generated terms (10+) run the plain batched loop: set es.compile=false")
+    if cfg.es.compile and not space.fusable:
+        raise ValueError("es.compile=true fuses the paper's ten terms only; rule.feedback_terms and generated terms "
+                         "(10+) run the plain batched loop: set es.compile=false")
+    if space.per_layer and (cfg.es.kernel != "inductor" or cfg.es.cuda_graph):
+        raise ValueError("rule.per_layer=true compiles with the Inductor step only; set es.kernel=inductor and "
+                         "es.cuda_graph=false")
     if cfg.outer == "adam":
         check_differentiable(net)
 

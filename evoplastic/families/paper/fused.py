@@ -58,6 +58,11 @@ SELF_CHECK_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16
 W_t instead of W_{t-1} is off by the size of the pending update, O(1) relative."""
 
 
+def of_layer(t: torch.Tensor, layer: int, per_layer: bool) -> torch.Tensor:
+    """Layer ``layer``'s slice of per-layer coefficients (c, L, …) -> (c, …); shared ones (c, …) as they are."""
+    return t[:, layer] if per_layer else t
+
+
 def pending_times(w: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
                   v: torch.Tensor) -> torch.Tensor:
     """W_t v for W_t = keep·w - leftᵀ right: w (c, o, i), keep (c,), left (c, k, o), right (c, k, i), v (c, i)."""
@@ -98,22 +103,25 @@ def fused_step(
     weights[ℓ], out[ℓ] (c, o, i), distinct buffers (weights is only read); feedback[ℓ] (1, o, i)
     shared, or None for bp (B = W_t), or with direct (dfa) D_ℓ (1, n_L, i) fed by the output
     error; left[ℓ] (c, k, o), right[ℓ] (c, k, i) and keep (c,) the pending update of the previous step;
-    theta_full (c, 10); x, slope (1, D) and target (1, n_out) this step's sample.
-    Returns this step's factors (left, right), pending for the next step.
+    theta_full (c, 10), or (c, L, 10) one row per layer with keep (c, L); x, slope (1, D) and target
+    (1, n_out) this step's sample. Returns this step's factors (left, right), pending for the next step.
     """
     n, last, uses_back = weights[0].shape[0], len(weights) - 1, needs_backprojection(terms)
+    per_layer = keep.dim() == 2
     ys, zs, backs = [x.expand(n, -1)], [], []
     for layer, w in enumerate(weights):
-        z = pending_times(w, keep, left[layer], right[layer], ys[-1])
+        k = of_layer(keep, layer, per_layer)
+        z = pending_times(w, k, left[layer], right[layer], ys[-1])
         y = torch.softmax(z, 1) if layer == last else activation.forward(z)
-        backs.append(pending_times_transposed(w, keep, left[layer], right[layer], y) if uses_back else None)
+        backs.append(pending_times_transposed(w, k, left[layer], right[layer], y) if uses_back else None)
         zs.append(z)
         ys.append(y)
-    bp_back = lambda layer, e: pending_times_transposed(weights[layer], keep, left[layer], right[layer], e)
+    bp_back = lambda layer, e: pending_times_transposed(weights[layer], of_layer(keep, layer, per_layer), left[layer],
+                                                        right[layer], e)
     factors = errors_and_factors(weights, feedback, ys, zs, backs, theta_full, target, slope, terms, activation,
                                  direct, bp_back)
     for layer, w in enumerate(weights):
-        out[layer].copy_(pending_weights(w, keep, left[layer], right[layer]))
+        out[layer].copy_(pending_weights(w, of_layer(keep, layer, per_layer), left[layer], right[layer]))
     return factors
 
 
@@ -138,7 +146,8 @@ def errors_and_factors(
         errors.insert(0, back * slopes)
     new_left, new_right = [], []
     for layer, w in enumerate(weights):
-        _, u, v = low_rank_update(theta_full, terms, w, pre=ys[layer], post=ys[layer + 1], pre_error=errors[layer],
+        theta = of_layer(theta_full, layer, theta_full.dim() == 3)
+        _, u, v = low_rank_update(theta, terms, w, pre=ys[layer], post=ys[layer + 1], pre_error=errors[layer],
                                   post_error=errors[layer + 1], post_drive=zs[layer], back=backs[layer],
                                   column_dim=1)
         new_left.append(u)
@@ -172,14 +181,15 @@ class FusedOptions:
 
 def fold(weights: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tensor],
          right: list[torch.Tensor]) -> None:
-    """Write the pending update into the weights: W ← keep·W - Lᵀ R, in place, per layer."""
-    for w, u, v in zip(weights, left, right):
+    """Write the pending update into the weights: W ← keep·W - Lᵀ R, in place, per layer (keep (c,) or (c, L))."""
+    for layer, (w, u, v) in enumerate(zip(weights, left, right)):
+        k = of_layer(keep, layer, keep.dim() == 2)
         if w.dtype == u.dtype:
-            w.mul_(keep.view(-1, 1, 1)).baddbmm_(u.transpose(1, 2), v, alpha=-1)
+            w.mul_(k.view(-1, 1, 1)).baddbmm_(u.transpose(1, 2), v, alpha=-1)
             continue
         for start in range(0, w.shape[0], FOLD_SLICE):  # 16-bit storage: combine in θ's dtype, slice by slice
             part = slice(start, start + FOLD_SLICE)
-            exact = torch.baddbmm(w[part].to(u.dtype) * keep[part].view(-1, 1, 1), u[part].transpose(1, 2), v[part],
+            exact = torch.baddbmm(w[part].to(u.dtype) * k[part].view(-1, 1, 1), u[part].transpose(1, 2), v[part],
                                   alpha=-1)
             w[part].copy_(exact)
 
@@ -377,7 +387,8 @@ def learn(
 ) -> list[torch.Tensor] | None:
     """Weights (N, o, i) of N = P·T pairs after the online phase, or None if compilation is unavailable.
 
-    theta_full (N, 10): pair n learns task n mod T; train_x, input_slopes (T, S, D), targets
+    theta_full (N, 10), or (N, L, 10) per layer (the Inductor step only): pair n learns task n mod T;
+    train_x, input_slopes (T, S, D), targets
     (T, S, n_out). Runs under no_grad (no graph is wanted here). The weights come back in θ's
     dtype whatever options.weight_dtype. A failed CUDA-graph capture warns once and runs uncaptured;
     a compiled step that fails to compile or fails self_check at its first use warns once and
@@ -386,7 +397,7 @@ def learn(
     copies = theta_full.shape[0] // train_x.shape[0]
     chunk = default_chunk(theta_full.device) if options.chunk is None else options.chunk
     chunk = min(chunk or copies, copies)
-    keep = 1 - theta_full[:, 3] if 3 in terms else torch.ones_like(theta_full[:, 0])
+    keep = 1 - theta_full[..., 3] if 3 in terms else theta_full.new_ones(theta_full.shape[:-1])  # (N,) or (N, L)
     weight_dtype = options.weight_dtype or theta_full.dtype
     key = (terms, activation, init.direct, options.kernel)
     if options.compile and options.kernel != "inductor" and key in _FAILED:

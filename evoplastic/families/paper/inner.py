@@ -9,7 +9,7 @@ Shapes: N pairs, layer ℓ weights (N, n_ℓ, n_{ℓ-1}); every tensor has the b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -201,8 +201,9 @@ def run_episode(
     compiled: when no graph is recorded for θ, learn with the fused, torch.compile'd step of
     evoplastic.families.paper.fused (same result up to rounding, several times faster on CPU), with default
     options for True or as the given FusedOptions say (CUDA graphs, 16-bit weights); the plain
-    loop runs if compilation is unavailable, a graph is being recorded or the space is not the
-    paper's shared pool (the fused step covers that one only).
+    loop runs if compilation is unavailable, a graph is being recorded or the space has generated
+    terms or plastic feedback (the fused step covers the paper's terms, shared or per layer; per
+    layer, with the Inductor step and no CUDA graph).
     """
     space = as_space(terms, len(init.weights))
     copies = _check_shapes(theta, space, tasks, init)
@@ -211,8 +212,10 @@ def run_episode(
     targets = F.one_hot(tasks.train_y, n_out).to(theta.dtype)
     input_slopes = activation.derivative_from_output(tasks.train_x)
     weights, feedback = None, init.feedback
-    if compiled and not records_graph(theta) and space.is_paper:
+    if compiled and not records_graph(theta) and space.fusable:
         options = compiled if isinstance(compiled, fused.FusedOptions) else fused.FusedOptions()
+        if space.per_layer:  # per-layer coefficients: the Inductor step, without CUDA graphs
+            options = replace(options, kernel="inductor", cuda_graph=False)
         weights = fused.learn(theta_full, space.terms, tasks.train_x, targets, input_slopes, init, activation,
                               options)
     if weights is None:

@@ -50,9 +50,9 @@ class RuleSpace:
         return self.n_layers if self.per_layer else 1
 
     @property
-    def is_paper(self) -> bool:
-        """The paper's space: shared coefficients of its ten terms, fixed feedback (what the fused step covers)."""
-        return not self.per_layer and not self.feedback_terms and max(self.terms) < N_TERMS
+    def fusable(self) -> bool:
+        """Whether the fused compiled step covers it: the paper's terms with fixed feedback, shared or per layer."""
+        return not self.feedback_terms and max(self.terms) < N_TERMS
 
     @property
     def n_weight(self) -> int:
