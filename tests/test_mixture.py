@@ -83,9 +83,10 @@ def test_a_rule_meta_trained_on_a_mixture_evaluates_on_one_dataset(inverted_digi
     from evoplastic.analysis.evaluate import main as evaluate
     from evoplastic.cli import main as cli
 
-    assert cli(["train", "configs/quickstart.yaml", "--runs-dir", str(tmp_path), "--no-progress", "steps=1",
+    runs = tmp_path / "runs"  # apart from the fixture's npz file
+    assert cli(["train", "configs/quickstart.yaml", "--runs-dir", str(runs), "--no-progress", "steps=1",
                 "eval_every=0", "final_eval_tasks=2", "network.dims=[64,12,10]", "task.dataset=digits",
                 f"task.mixture=[digits@0-6,'{inverted_digits}']", "task.n_way=3", "task.k_shot=4",
                 "task.n_query=2", "es.population_size=4", "dtype=float64"]) == 0
-    run = next(tmp_path.iterdir())
+    run = next(runs.iterdir())
     assert evaluate([str(run), "--tasks", "4", "--classes", "7-9", "--no-progress", "--no-baselines"]) == 0
