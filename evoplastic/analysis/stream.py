@@ -20,7 +20,7 @@ from evoplastic.analysis.rule import Rule, evaluation_config, format_classes
 from evoplastic.core.fitness import resolve_device
 from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
-from evoplastic.families.paper.inner import apply_feedback_rule, apply_rule, online_step, query_scores
+from evoplastic.families.paper.inner import learn_sample, query_scores
 from evoplastic.families.paper.metrics import mean_alignment_angles
 from evoplastic.families.paper.network import init_network, make_activation
 from evoplastic.families.paper.rules import split_theta
@@ -130,10 +130,8 @@ def stream_curve(rule: Rule, stream: Stream, every: int = 250, seed: int = 0, de
             index = stream.order[:, step].to(dev)
             x = images[index]
             target = F.one_hot(labels[index], n_out).to(dtype)
-            trace = online_step(weights, feedback, x, target, act, act.derivative_from_output(x), init.direct)
-            weights = apply_rule(weights, theta, space.terms, trace)
-            if phi is not None:
-                feedback = apply_feedback_rule(feedback, phi, trace, init.direct)
+            weights, feedback = learn_sample(weights, feedback, theta, phi, space.terms, x, target, act,
+                                             act.derivative_from_output(x), init.direct)
     return StreamCurve(rule, samples, torch.stack(accuracy), torch.stack(alignment) if alignment else None)
 
 

@@ -34,7 +34,7 @@ import torch
 from evoplastic.families.paper import static
 from evoplastic.families.paper.batched import vecmat
 from evoplastic.families.paper.network import Activation, NetworkState
-from evoplastic.families.paper.rules import low_rank_update, needs_backprojection, update_rank
+from evoplastic.families.paper.rules import low_rank_update, needs_backprojection, of_layer, update_rank
 from evoplastic.precision import weight_dtype
 
 COMPILED_CHUNK = 8
@@ -56,11 +56,6 @@ _FALLBACKS: list[str] = []
 SELF_CHECK_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 """Largest accepted |compiled - eager| / max|eager| per weight storage dtype; a step that reads
 W_t instead of W_{t-1} is off by the size of the pending update, O(1) relative."""
-
-
-def of_layer(t: torch.Tensor, layer: int, per_layer: bool) -> torch.Tensor:
-    """Layer ``layer``'s slice of per-layer coefficients (c, L, …) -> (c, …); shared ones (c, …) as they are."""
-    return t[:, layer] if per_layer else t
 
 
 def pending_times(w: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, right: torch.Tensor,

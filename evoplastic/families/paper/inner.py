@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from evoplastic.families.paper import fused
 from evoplastic.families.paper.batched import low_rank_step, matvec, vecmat
 from evoplastic.families.paper.network import Activation, NetworkState
-from evoplastic.families.paper.rules import feedback_update, low_rank_update, split_theta
+from evoplastic.families.paper.rules import feedback_update, low_rank_update, of_layer, split_theta
 from evoplastic.families.paper.space import RuleSpace, as_space
 from evoplastic.families.paper.tasks import TaskBatch
 
@@ -114,7 +114,7 @@ def apply_rule(
     updated = []
     for layer, w in enumerate(weights):
         decay, left, right = low_rank_update(
-            theta_full[:, layer] if theta_full.dim() == 3 else theta_full, terms, w,
+            of_layer(theta_full, layer, theta_full.dim() == 3), terms, w,
             pre=trace.activations[layer], post=trace.activations[layer + 1],
             pre_error=trace.errors[layer], post_error=trace.errors[layer + 1],
             post_drive=trace.drives[layer],
@@ -142,6 +142,20 @@ def apply_feedback_rule(feedback: list[torch.Tensor], phi: torch.Tensor, trace: 
     return updated
 
 
+def learn_sample(
+    weights: list[torch.Tensor], feedback: list[torch.Tensor] | None, theta_full: torch.Tensor,
+    phi: torch.Tensor | None, terms: tuple[int, ...], x: torch.Tensor, target: torch.Tensor,
+    activation: Activation, input_slope: torch.Tensor, direct: bool = False,
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """One online sample per pair: forward, errors through the current feedback, the rule on W and, when
+    phi is given (plastic feedback), the feedback rule on B. Returns the new (weights, feedback)."""
+    trace = online_step(weights, feedback, x, target, activation, input_slope, direct)
+    weights = apply_rule(weights, theta_full, terms, trace)
+    if phi is not None:
+        feedback = apply_feedback_rule(feedback, phi, trace, direct)
+    return weights, feedback
+
+
 def query_scores(
     weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, activation: Activation
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,10 +171,7 @@ def query_scores(
 
 
 def _check_shapes(theta: torch.Tensor, space: RuleSpace, tasks: TaskBatch, init: NetworkState) -> int:
-    n, n_tasks = theta.shape[0], tasks.n_tasks
-    if theta.dim() != 2:
-        raise ValueError(f"theta must be (N, {space.size}), got {tuple(theta.shape)}")
-    space.check_width(theta.shape[1])
+    n, n_tasks = theta.shape[0], tasks.n_tasks  # its width was checked by split_theta
     if space.n_layers != len(init.weights):
         raise ValueError(f"the rule has {space.n_layers} layers of coefficients, the network {len(init.weights)}")
     if space.feedback_terms and init.feedback is None:
@@ -206,8 +217,8 @@ def run_episode(
     layer, with the Inductor step and no CUDA graph).
     """
     space = as_space(terms, len(init.weights))
-    copies = _check_shapes(theta, space, tasks, init)
     theta_full, phi = split_theta(space, theta)
+    copies = _check_shapes(theta, space, tasks, init)
     n_out = init.weights[-1].shape[1]
     targets = F.one_hot(tasks.train_y, n_out).to(theta.dtype)
     input_slopes = activation.derivative_from_output(tasks.train_x)
@@ -223,11 +234,8 @@ def run_episode(
         if phi is not None:  # each pair's B learns on its own
             feedback = [tile(b, copies).clone() for b in init.feedback]
         for step in range(tasks.train_x.shape[1]):  # tile one step at a time: memory stays ~N × weights
-            trace = online_step(weights, feedback, tile(tasks.train_x[:, step], copies),
-                                tile(targets[:, step], copies), activation, tile(input_slopes[:, step], copies),
-                                init.direct)
-            weights = apply_rule(weights, theta_full, space.terms, trace)
-            if phi is not None:
-                feedback = apply_feedback_rule(feedback, phi, trace, init.direct)
+            weights, feedback = learn_sample(weights, feedback, theta_full, phi, space.terms,
+                                             tile(tasks.train_x[:, step], copies), tile(targets[:, step], copies),
+                                             activation, tile(input_slopes[:, step], copies), init.direct)
     loss, accuracy = query_scores(weights, tile(tasks.query_x, copies), tile(tasks.query_y, copies), activation)
     return EpisodeResult(loss, accuracy, weights, feedback if phi is not None else None)

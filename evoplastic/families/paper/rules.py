@@ -51,6 +51,11 @@ def expand_theta(theta: torch.Tensor, terms: tuple[int, ...]) -> torch.Tensor:
     return full.index_copy(-1, torch.tensor(terms, device=theta.device), theta)
 
 
+def of_layer(t: torch.Tensor, layer: int, per_layer: bool) -> torch.Tensor:
+    """Layer ``layer``'s slice of per-layer coefficients (c, L, …) -> (c, …); shared ones (c, …) as they are."""
+    return t[:, layer] if per_layer else t
+
+
 def split_theta(space: RuleSpace, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(N, size) θ -> the weight rule's full coefficients, (N, V) shared or (N, L, V) per layer, and the
     feedback rule's (N, L, 4), or None when the feedback is fixed."""
