@@ -14,19 +14,24 @@ from evoplastic.run.rundir import RunDir
 from evoplastic.run.train import train
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """An ES run of 'bio' and an Adam run of 'ehebb' on digits classes 0-5, evaluated every step."""
-    root = tmp_path_factory.mktemp("runs")
+def train_runs(root, configs) -> list:
+    """Train each config into a new run directory under root; their paths, in order."""
     paths = []
-    for outer, terms in (("es", "bio"), ("adam", "ehebb")):
-        cfg = tiny_config(f"name={outer}_{terms}", f"outer={outer}", f"rule.terms={terms}", "task.k_shot=5",
-                          "task.classes=[0,1,2,3,4,5]", "eval_every=1", "eval_tasks=2", "final_eval_tasks=4",
-                          "es.population_size=4")
+    for cfg in configs:
         run = RunDir.create(cfg, root)
         train(cfg, run, progress=False)
         paths.append(run.path)
     return paths
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An ES run of 'bio' and an Adam run of 'ehebb' on digits classes 0-5, evaluated every step."""
+    return train_runs(tmp_path_factory.mktemp("runs"), [
+        tiny_config(f"name={outer}_{terms}", f"outer={outer}", f"rule.terms={terms}", "task.k_shot=5",
+                    "task.classes=[0,1,2,3,4,5]", "eval_every=1", "eval_tasks=2", "final_eval_tasks=4",
+                    "es.population_size=4")
+        for outer, terms in (("es", "bio"), ("adam", "ehebb"))])
 
 
 def test_compare_writes_report_and_plots(runs, tmp_path, capsys):
@@ -107,14 +112,9 @@ def kcap_runs(tmp_path_factory):
 
     from evoplastic.config import load_config
 
-    root = tmp_path_factory.mktemp("kcap_runs")
-    paths = []
-    for extra in (["name=pool"], ["name=pool_seed1", "seed=1"], ["name=mlp", "kcap.rule=mlp"]):
-        cfg = load_config(None, TINY_KCAP + extra)
-        run = RunDir.create(cfg, root)
-        train(cfg, run, progress=False)
-        paths.append(run.path)
-    return paths
+    return train_runs(tmp_path_factory.mktemp("kcap_runs"), [
+        load_config(None, TINY_KCAP + extra)
+        for extra in (["name=pool"], ["name=pool_seed1", "seed=1"], ["name=mlp", "kcap.rule=mlp"])])
 
 
 def test_compare_kcap_runs_renders_their_labels_settings_and_family_evaluation(kcap_runs, tmp_path, capsys):
