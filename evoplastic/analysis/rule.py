@@ -50,7 +50,7 @@ class Rule:
 
     @property
     def terms(self) -> tuple[int, ...]:
-        return resolve_terms(self.config.rule.terms)
+        return self.space.terms
 
 
 def _with_rule(cfg: ExperimentConfig, rule: RuleConfig, overrides=(), feedback: str | None = None) -> ExperimentConfig:
