@@ -1,4 +1,4 @@
-"""Extension points: activations, plasticity terms, datasets and families registered from outside the package.
+"""Extension points: activations, datasets and families registered from outside the package.
 
 Register with a decorator (``@evoplastic.register_activation("sign")``), with an entry point of the group
 ``evoplastic.plugins`` (a module whose import registers), or name the object in a config as 'module:attr'.
@@ -40,22 +40,6 @@ class ActivationPlugin:
 
 
 @dataclass(frozen=True)
-class TermPlugin:
-    """A paper-family plasticity term T = Σ_k post_k ⊗ pre_k (a sum of outer products), and its ES scale.
-
-    ``factors(ctx)`` returns a list of (post (N, n_ℓ), pre (N, n_{ℓ-1})) pairs for one layer, from the
-    layer's quantities in ctx: ``y_pre``, ``y_post``, ``e_pre``, ``e_post`` (activations and errors,
-    each (N, width)) and ``weight`` (N, n_ℓ, n_{ℓ-1}). The update is ΔW = -θ T, the paper's sign.
-    """
-
-    name: str
-    factors: Callable[[Any], list[tuple[Any, Any]]]
-    scale: float = 1e-3
-    formula: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True)
 class DatasetPlugin:
     """A named image dataset: ``load(split, data_dir)`` returns (images (n, pixels) in [0, 1], labels (n,))
     as arrays or tensors, or a torch Dataset of (image, label) pairs; validated like npz files."""
@@ -77,7 +61,6 @@ def _wrap(kind: type, name: str, obj: Any) -> Any:
 
 
 ACTIVATIONS = Registry("activation", wrap=lambda name, obj: _wrap(ActivationPlugin, name, obj))
-TERMS = Registry("plasticity term", wrap=lambda name, obj: _wrap(TermPlugin, name, obj))
 DATASETS = Registry("dataset", wrap=lambda name, obj: _wrap(DatasetPlugin, name, obj))
 
 
@@ -91,15 +74,6 @@ def register_activation(name: str, derivative_from_output: Callable[[Any], Any] 
     def decorate(value: Callable) -> Callable:
         ACTIVATIONS.register(name, ActivationPlugin(name, value, derivative_from_output, _source(value)), replace)
         return value
-    return decorate
-
-
-def register_term(name: str, scale: float = 1e-3, formula: str = "",
-                  replace: bool = False) -> Callable[[Callable], Callable]:
-    """Decorator: register ``factors(ctx) -> [(post, pre), …]`` as a paper-family term (rule.terms=…,name)."""
-    def decorate(factors: Callable) -> Callable:
-        TERMS.register(name, TermPlugin(name, factors, scale, formula or name, _source(factors)), replace)
-        return factors
     return decorate
 
 
@@ -136,7 +110,7 @@ def plugins_used(cfg: Any) -> dict[str, str]:
 
     used = {}
     words = set(_strings(config_to_dict(cfg)))
-    for registry in (ACTIVATIONS, TERMS, DATASETS, FAMILIES):
+    for registry in (ACTIVATIONS, DATASETS, FAMILIES):
         for name, entry in registry.entries.items():
             source = getattr(entry, "source", "") or _source(getattr(entry, "implementation", None))
             if name in words and source:
@@ -147,7 +121,7 @@ def plugins_used(cfg: Any) -> dict[str, str]:
 def import_recorded(recorded: dict[str, str]) -> None:
     """Import the modules of recorded plug-ins not registered in this process, so their decorators run again;
     a PluginError naming the plug-in and its module when one is gone."""
-    registries = {r.kind: r for r in (ACTIVATIONS, TERMS, DATASETS, FAMILIES)}
+    registries = {r.kind: r for r in (ACTIVATIONS, DATASETS, FAMILIES)}
     for key, source in recorded.items():
         kind, _, name = key.partition(":")
         registry = registries.get(kind)

@@ -74,7 +74,7 @@ class RunRecord:
 
 def has_own_evaluation(family: str) -> bool:
     """Whether a family scores rules itself (``evaluate``, as k-cap does); the paper's go through analysis.evaluate."""
-    return callable(getattr(get_family(family), "evaluate", None))
+    return callable(getattr(get_family(family), "evaluate_rows", None))
 
 
 def _final_theta(path: Path, final: dict[str, Any], records: list[dict[str, Any]]) -> tuple[float, ...]:
@@ -513,8 +513,8 @@ def family_held_out(runs: list[RunRecord], args: argparse.Namespace) -> tuple[st
         cfg = replace(run.config, dtype=runs[0].config.dtype)
         theta = torch.tensor(run.theta, dtype=torch.float64)
         try:
-            scored = family.evaluate(cfg, [(run.label, theta)], args.eval_tasks, args.eval_seed, baselines=True,
-                                     device=args.device)
+            scored = family.evaluate_rows(cfg, [(run.label, theta)], args.eval_tasks, args.eval_seed,
+                                          baselines=True, device=args.device)
         except ValueError as err:
             notes.append(f"- skipped: {run.label}: {err}")
             continue
