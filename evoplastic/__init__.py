@@ -21,7 +21,7 @@ _PUBLIC = {
     "RuleToScore": "evoplastic.core.evaluation", "EvaluateSettings": "evoplastic.core.evaluation",
     "ConfigError": "evoplastic.errors", "DataError": "evoplastic.errors", "RunDirError": "evoplastic.errors",
     "PluginError": "evoplastic.errors",
-    "register_activation": "evoplastic.plugins",
+    "register_activation": "evoplastic.plugins", "register_term": "evoplastic.plugins",
     "register_dataset": "evoplastic.plugins", "register_family": "evoplastic.plugins",
     "ExperimentConfig": "evoplastic.config", "FamilySchema": "evoplastic.config",
     "ThetaSpace": "evoplastic.core.family",
