@@ -33,6 +33,9 @@ class ActivationPlugin:
     """σ'(z) as a function of y = σ(z); None: the error pathway passes errors straight through (σ' = 1)
     and the Adam loop refuses the unit (it has no gradient to follow)."""
     source: str = ""
+    stochastic: bool = False
+    """value is value(z, generator) and draws its randomness from that torch.Generator, which the episode
+    seeds from (seed, purpose, step), so runs stay reproducible."""
 
     @property
     def differentiable(self) -> bool:
@@ -102,14 +105,16 @@ DATASETS = Registry("dataset", wrap=lambda name, obj: _wrap(DatasetPlugin, name,
 
 
 def register_activation(name: str, derivative_from_output: Callable[[Any], Any] | None = None,
-                        replace: bool = False) -> Callable[[Callable], Callable]:
-    """Decorator: register ``value(z) -> y`` as activation name (network.activation=name).
+                        stochastic: bool = False, replace: bool = False) -> Callable[[Callable], Callable]:
+    """Decorator: register ``value(z) -> y`` (stochastic: ``value(z, generator) -> y``) as activation name
+    (network.activation=name).
 
     derivative_from_output(y) gives σ'(z) through the value; without it ES still runs the unit, with errors
     passed straight through, and the Adam loop refuses it with the reason.
     """
     def decorate(value: Callable) -> Callable:
-        ACTIVATIONS.register(name, ActivationPlugin(name, value, derivative_from_output, _source(value)), replace)
+        plugin = ActivationPlugin(name, value, derivative_from_output, _source(value), stochastic)
+        ACTIVATIONS.register(name, plugin, replace)
         return value
     return decorate
 

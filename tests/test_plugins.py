@@ -207,6 +207,24 @@ def test_an_activation_named_module_attr_is_recorded_and_reimported(tmp_path):
         ep.make_config("configs/quickstart.yaml", ["network.activation=no_such_lab.units:sign"])
 
 
+@ep.register_activation("stochastic_binary", stochastic=True, replace=True)
+def stochastic_binary(z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Fires with probability sigmoid(z), drawing from the episode's generator."""
+    return (torch.rand(z.shape, generator=generator, dtype=z.dtype, device=z.device) < torch.sigmoid(z)).to(z.dtype)
+
+
+def test_a_stochastic_unit_is_seeded_by_the_run(tmp_path):
+    args = ("configs/quickstart.yaml", "network.activation=stochastic_binary", "eval_every=1", "eval_tasks=3",
+            *QUICK[:1], "final_eval_tasks=4", "es.population_size=4", "task.k_shot=5", "task.n_query=3")
+    first, again = (ep.train(*args, runs_dir=tmp_path / d, plots=False) for d in ("a", "b"))
+    assert np.array_equal(first.theta, again.theta)
+    assert first.metrics["train/loss"].tolist() == again.metrics["train/loss"].tolist()
+    other = ep.train(*args, "seed=1", runs_dir=tmp_path / "c", plots=False)
+    assert other.metrics["train/loss"].tolist() != first.metrics["train/loss"].tolist()
+    short = ep.train(*args, "steps=1", runs_dir=tmp_path / "d", plots=False)
+    assert np.array_equal(ep.resume(short.path, "steps=2", plots=False).theta, first.theta)
+
+
 # --- a dataset ----------------------------------------------------------------------------------------------
 
 def test_a_registered_dataset_trains_and_is_validated(tmp_path):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from evoplastic.families.paper import fused
 from evoplastic.families.paper.batched import low_rank_step, matvec, vecmat
-from evoplastic.families.paper.network import Activation, NetworkState
+from evoplastic.families.paper.network import Activation, NetworkState, seeded_noise
 from evoplastic.families.paper.rules import feedback_update, low_rank_update, of_layer, split_theta
 from evoplastic.families.paper.space import RuleSpace, as_space, plugin_term
 from evoplastic.families.paper.tasks import TaskBatch
@@ -232,6 +232,7 @@ def run_episode(
     init: NetworkState,
     activation: Activation,
     compiled: bool | fused.FusedOptions = False,
+    generator: torch.Generator | None = None,
 ) -> EpisodeResult:
     """Train N = P·T fresh networks online on their tasks with rule θ; score on query sets.
 
@@ -243,8 +244,14 @@ def run_episode(
     options for True or as the given FusedOptions say (CUDA graphs, 16-bit weights); the plain
     loop runs if compilation is unavailable, a graph is being recorded or the space has generated
     terms or plastic feedback (the fused step covers the paper's terms, shared or per layer; per
-    layer, with the Inductor step and no CUDA graph).
+    layer, with the Inductor step and no CUDA graph). generator: what a stochastic activation draws from.
     """
+    with seeded_noise(activation, generator):
+        return _run_episode(theta, terms, tasks, init, activation, compiled)
+
+
+def _run_episode(theta: torch.Tensor, terms: tuple[int, ...] | RuleSpace, tasks: TaskBatch, init: NetworkState,
+                 activation: Activation, compiled: bool | fused.FusedOptions) -> EpisodeResult:
     space = as_space(terms, len(init.weights))
     space.check_width(theta.shape[1])
     fusable, extra = space.fusable, None
