@@ -421,7 +421,8 @@ def setting(cfg: ExperimentConfig) -> ExperimentConfig:
     """The experiment a config describes, with what does not define it reset: name, seed and the
     speed-only device, es.compile, es.cuda_graph and es.member_chunk. Runs with equal settings
     are seeds of one experiment; configs are frozen dataclasses, so a setting is a dict key."""
-    es = replace(cfg.es, compile=False, cuda_graph=False, member_chunk=0)
+    speed_only = {key: False for key in ("compile", "cuda_graph") if hasattr(cfg.es, key)}
+    es = replace(cfg.es, member_chunk=0, **speed_only)
     return replace(cfg, name="", seed=0, device="cpu", es=es)
 
 

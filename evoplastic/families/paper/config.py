@@ -235,7 +235,11 @@ def check_activation(name: str) -> None:
         try:
             ACTIVATIONS.get(name)
         except ValueError as err:
-            raise ValueError(f"network.activation: {err} (built-in: {', '.join(ACTIVATION_NAMES)})") from None
+            if ":" in name:
+                raise ValueError(f"network.activation: {err}") from None
+            known = ", ".join([*ACTIVATION_NAMES, *ACTIVATIONS.names()])
+            raise ValueError(f"unknown network.activation {name!r}; choose one of: {known} (or register one, or "
+                             f"name a plug-in as 'module:attr')") from None
 
 
 def _check_speed_options(cfg: Any) -> None:

@@ -143,6 +143,9 @@ def make_activation(cfg: NetworkConfig) -> Activation:
     """The configured hidden activation: a built-in, or a registered or 'module:attr' plug-in."""
     if cfg.activation in ACTIVATIONS:
         return ACTIVATIONS[cfg.activation](cfg)
+    if ":" not in cfg.activation and cfg.activation not in PLUGIN_ACTIVATIONS.names():
+        raise ValueError(f"unknown activation {cfg.activation!r}; choose one of: "
+                         f"{', '.join([*ACTIVATIONS, *PLUGIN_ACTIVATIONS.names()])}")
     return _plugin_activation(PLUGIN_ACTIVATIONS.get(cfg.activation))
 
 
