@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "train": "evoplastic.api", "resume": "evoplastic.api", "load_run": "evoplastic.api",
     "evaluate": "evoplastic.api", "compare": "evoplastic.api", "Run": "evoplastic.api",
-    "Comparison": "evoplastic.api", "make_config": "evoplastic.api",
+    "Comparison": "evoplastic.api", "make_config": "evoplastic.api", "plot": "evoplastic.api",
     "Evaluation": "evoplastic.core.evaluation", "Metric": "evoplastic.core.evaluation",
     "RuleToScore": "evoplastic.core.evaluation", "EvaluateSettings": "evoplastic.core.evaluation",
     "ConfigError": "evoplastic.errors", "DataError": "evoplastic.errors", "RunDirError": "evoplastic.errors",
