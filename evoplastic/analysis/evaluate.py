@@ -42,6 +42,7 @@ from evoplastic.families import get_family
 from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
 from evoplastic.families.paper.evaluation import RuleEvaluation, evaluate_rules  # noqa: F401 — re-exported
+from evoplastic.families.paper.transforms import transformed
 from evoplastic.run.rundir import RunDir
 
 TABLE_COEFFICIENTS = 10
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--n-way", type=int)
     paper.add_argument("--k-shot", type=int)
     paper.add_argument("--n-query", type=int)
+    paper.add_argument("--transform", metavar="NAME:LEVEL",
+                       help="score on a changed input statistic: erode:N or dilate:N (N 3×3 steps: thinner or "
+                            "thicker strokes), contrast:C (pixels × C, clipped), invert")
     paper.add_argument("--fa-theta", type=float, default=BASELINE_THETA["fa"], help="θ_0 of the fa baseline (0.012)")
     paper.add_argument("--bp-theta", type=float, default=BASELINE_THETA["bp"], help="θ_0 of the bp baseline (0.014)")
     paper.add_argument("--stream", type=int, metavar="N", help="Fig. 1 protocol: one online stream of N samples")
@@ -213,6 +217,8 @@ def _run(args: argparse.Namespace) -> int:
     rules = [rule] + (ablated_rules(rule) if args.ablate else [])
     rules += baseline_rules(rule, args.fa_theta, args.bp_theta) if args.baselines else []
     dataset = load_eval_dataset(rule, args.dataset, args.split)
+    if args.transform:
+        dataset = transformed(dataset, args.transform)
     if args.stream is not None:
         classes = parse_classes(args.classes) if args.classes else tuple(torch.unique(dataset.labels).tolist())
         return _run_stream(args, rules, dataset, classes)
@@ -220,13 +226,15 @@ def _run(args: argparse.Namespace) -> int:
     task = task_config(rule, dataset, classes, args.split, n_way=args.n_way, k_shot=args.k_shot,
                        n_query=args.n_query, relabel=args.relabel)
     results = evaluate_rules(rules, dataset, task, args.tasks, args.seed, args.device, not args.no_progress)
-    print(format_table(results, describe_tasks(task, args.tasks, args.seed)))
+    stress = f" (images through {args.transform})" if args.transform else ""
+    print(format_table(results, describe_tasks(task, args.tasks, args.seed) + stress))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "mode": "tasks", "dataset": task.dataset, "split": task.split, "classes": list(task.classes),
             "n_way": task.n_way, "k_shot": task.k_shot, "n_query": task.n_query, "relabel": task.relabel,
-            "tasks": args.tasks, "seed": args.seed, "results": [r.to_json() for r in results]}, indent=2))
+            "tasks": args.tasks, "seed": args.seed, "transform": args.transform,
+            "results": [r.to_json() for r in results]}, indent=2))
     return 0
 
 

@@ -6,19 +6,21 @@ numbers), derived from (run seed, step); the shared fitness reduction (core.fitn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.fitness import free_memory, members_that_fit, resolve_device
+from evoplastic.families.paper.config import augment_levels
 from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks
 from evoplastic.families.paper.inner import records_graph, run_episode
 from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights, seeded_noise
 from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.tasks import MixtureSampler, TaskBatch, TaskSampler
+from evoplastic.families.paper.transforms import augment_tasks, normalise_inputs
 from evoplastic.precision import matmul_precision
 from evoplastic.seeding import make_generator
 
@@ -103,9 +105,21 @@ class PaperProblem:
     def draw(self, step: int | str, purpose: str, n_tasks: int) -> PaperBatch:
         """The T tasks and initial networks of a step, rebuilt identically anywhere."""
         tasks = self.sampler.sample(n_tasks, make_generator(self.cfg.seed, purpose, "tasks", step))
+        tasks = self._input_statistics(tasks, make_generator(self.cfg.seed, purpose, "augment", step))
         init = init_network(self.cfg.network, n_tasks, make_generator(self.cfg.seed, purpose, "init", step), self.dtype)
         noise_seed = int(torch.randint(2**62, (1,), generator=make_generator(self.cfg.seed, purpose, "noise", step)))
         return PaperBatch(tasks.to(self.device, self.dtype), init.map(lambda t: t.to(self.device)), noise_seed)
+
+    def _input_statistics(self, tasks: TaskBatch, generator: torch.Generator) -> TaskBatch:
+        """Tasks after the config's intensity augmentation (one transform per task) and input normalisation."""
+        train_x, query_x = tasks.train_x, tasks.query_x
+        if self.cfg.task.augment:
+            train_x, query_x = augment_tasks(train_x, query_x, generator, augment_levels(self.cfg.task.augment))
+        net = self.cfg.network
+        if net.input_norm != "none":
+            train_x = normalise_inputs(train_x, net.input_norm, net.input_norm_scale)
+            query_x = normalise_inputs(query_x, net.input_norm, net.input_norm_scale)
+        return replace(tasks, train_x=train_x, query_x=query_x)
 
     def scores(self, theta: torch.Tensor, batch: PaperBatch, chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and accuracy (P, T) of P candidates on each task, in chunks of members.
