@@ -219,6 +219,15 @@ def step_function(terms: tuple[int, ...], activation: Activation, compile: bool,
                   kernel: str = "inductor") -> Callable:
     """fused_step (kernel inductor) or triton_step (kernel triton) for this rule, activation and feedback
     kind, under torch.compile (compiled at its first call) or eager."""
+    if kernel == "cpp":  # the C++ pass runs as it is; compile applies to the vector work around it
+        from evoplastic.families.paper.cpu_step import make_step as make_cpu_step  # builds the C++ pass
+
+        if not compile:
+            return make_cpu_step(terms, activation, direct)
+        key = (terms, activation, direct, kernel)
+        if key not in _COMPILED:
+            _COMPILED[key] = make_cpu_step(terms, activation, direct, compile=True)
+        return _COMPILED[key]
     if kernel == "triton":
         from evoplastic.families.paper.triton_step import make_step  # imports triton only when asked for
 
@@ -433,7 +442,8 @@ def learn(
             raise
         _FAILED.add(key)
         if options.kernel != "inductor":
-            _warn_unavailable("Triton step", terms, activation, err, "the Inductor step")
+            what = "Triton step" if options.kernel == "triton" else "C++ single-pass step"
+            _warn_unavailable(what, terms, activation, err, "the Inductor step")
             return learn(theta_full, terms, train_x, targets, input_slopes, init, activation,
                          replace(options, kernel="inductor"))
         _warn_unavailable("compiled inner loop", terms, activation, err, "the eager loop")
