@@ -297,7 +297,7 @@ class Report:
     def add_family(self, r: FamilyResult) -> None:
         if not self.kcap:
             work = kcap_workload(family_config(r.case))
-            print(f"\nk-cap family (seed 004): batched no-grad episode through its Problem (the ES path), "
+            print(f"\nk-cap family: batched no-grad episode through its Problem (the ES path), "
                   f"{describe_kcap_workload(work)}")
             print(f"{'path':24}{'N':>6}{'member-ep/s':>13}{'median/s':>10}{'x k-cap N=1':>13}"
                   f"{'x paper per-member':>20}{'probe acc.':>12}")

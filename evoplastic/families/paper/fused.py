@@ -7,7 +7,7 @@ for speed (docs/performance.md):
   into step t's products, W_t v = keep·(W_{t-1} v) - Lᵀ(R v): the products read W_{t-1} from one
   buffer and W_t is written once into a second, decay T3 included; the two buffers swap roles
   every step. No compiled call reads and writes the same tensor: Inductor's CPU backend before
-  torch 2.12 reordered such a write before its reads (issue 12), and ``self_check`` guards
+  torch 2.12 reordered such a write before its reads, and ``self_check`` guards
   against the next compiler bug of that kind;
 - the pairs of one task share its fixed feedback B, so the error pass is one (c, o) @ (o, i)
   product per layer instead of c matrix-vector products;
@@ -20,6 +20,8 @@ On CUDA, ``FusedOptions.cuda_graph`` captures a chunk's whole online phase as on
 (``evoplastic.families.paper.static``), ``FusedOptions.weight_dtype`` stores W in 16 bits, and
 ``FusedOptions.kernel="triton"`` replaces the products by one Triton row pass per layer
 (``evoplastic.families.paper.triton_step``: W read and written once per step).
+On CPU, ``FusedOptions.kernel="cpp"`` (what es.compile=true runs there) does the same with a C++
+row pass (``evoplastic.families.paper.cpu_step``).
 """
 
 from __future__ import annotations
