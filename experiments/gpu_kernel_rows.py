@@ -1,4 +1,4 @@
-"""Issue 14 on a GPU: the Triton single pass against its roofline and against the Inductor step.
+"""On a GPU: the Triton single pass against its roofline and against the Inductor step.
 
 Run by experiments/gpu_check.sh; each section prints as it completes and everything goes to --json:
 

@@ -187,7 +187,7 @@ def pending_update_inputs(terms, feedback="fa"):
 
 @pytest.mark.parametrize("feedback", ["fa", "bp"])
 def test_compiled_fused_step_reads_the_previous_weights(feedback):
-    # torch < 2.12's Inductor wrote W_t before the products read W_{t-1} (issue 12): exact at step 0 only
+    # torch < 2.12's Inductor wrote W_t before the products read W_{t-1}: exact at step 0 only
     terms = POOL
     act, theta_full, init_weights, fb, (x, target, slope), direct = pending_update_inputs(terms, feedback)
     weights, left, right, keep = fused.self_check_inputs(theta_full, init_weights, update_rank(terms), torch.float64)

@@ -7,7 +7,7 @@ for speed (docs/performance.md):
   into step t's products, W_t v = keep·(W_{t-1} v) - Lᵀ(R v): the products read W_{t-1} from one
   buffer and W_t is written once into a second, decay T3 included; the two buffers swap roles
   every step. No compiled call reads and writes the same tensor: Inductor's CPU backend before
-  torch 2.12 reordered such a write before its reads (issue 12), and ``self_check`` guards
+  torch 2.12 reordered such a write before its reads, and ``self_check`` guards
   against the next compiler bug of that kind;
 - the pairs of one task share its fixed feedback B, so the error pass is one (c, o) @ (o, i)
   product per layer instead of c matrix-vector products;
@@ -20,6 +20,8 @@ On CUDA, ``FusedOptions.cuda_graph`` captures a chunk's whole online phase as on
 (``evoplastic.families.paper.static``), ``FusedOptions.weight_dtype`` stores W in 16 bits, and
 ``FusedOptions.kernel="triton"`` replaces the products by one Triton row pass per layer
 (``evoplastic.families.paper.triton_step``: W read and written once per step).
+On CPU, ``FusedOptions.kernel="cpp"`` (what es.compile=true runs there) does the same with a C++
+row pass (``evoplastic.families.paper.cpu_step``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ from evoplastic.precision import weight_dtype
 COMPILED_CHUNK = 8
 """Members of one task per compiled call on CPU: their weights (0.7 MiB each on the paper
 network) stay in the last-level cache, which 16 or 32 members overflow (docs/performance.md)."""
+
+CPP_CHUNK = 32
+"""Members of one task per call of the C++ single-pass step on CPU: its per-call cost (the vector work
+around the passes) is spread over more members than the Inductor step's, and the pass streams W
+whether or not it stays in cache (docs/performance.md)."""
+
+CPU_KERNEL = "cpp"
+"""The step es.compile=true runs on CPU: the C++ single pass (the Inductor step when it cannot be built)."""
 
 FOLD_SLICE = 64
 """Members per slice when the last update is folded into 16-bit weights (bounds the float32 temporary)."""
@@ -167,7 +177,8 @@ class FusedOptions:
     """Pairs of one task per call: None for default_chunk(device), 0 for all of them."""
     kernel: str = "inductor"
     """inductor: Inductor fuses fused_step; triton: triton_step's row pass reads and writes W once per step
-    (float32 θ; CUDA, or CPU under TRITON_INTERPRET=1), falling back to inductor if it fails."""
+    (float32 θ; CUDA, or CPU under TRITON_INTERPRET=1); cpp: cpu_step's C++ row pass does so on CPU. Either
+    single pass falls back to inductor if it fails."""
 
     @classmethod
     def for_precision(cls, precision: str, cuda_graph: bool = False, kernel: str = "inductor") -> FusedOptions:
@@ -336,9 +347,12 @@ def _recompile_limit() -> dict:
     return {name: max(getattr(config, name), 256)}
 
 
-def default_chunk(device: torch.device) -> int:
-    """Pairs per compiled call: COMPILED_CHUNK on CPU; on a GPU all pairs of a task (0), for parallelism."""
-    return COMPILED_CHUNK if device.type == "cpu" else 0
+def default_chunk(device: torch.device, kernel: str = "inductor") -> int:
+    """Pairs per compiled call: COMPILED_CHUNK on CPU (CPP_CHUNK for the C++ step); on a GPU all pairs
+    of a task (0), for parallelism."""
+    if device.type != "cpu":
+        return 0
+    return CPP_CHUNK if kernel == "cpp" else COMPILED_CHUNK
 
 
 def learn_chunk(phase: Callable, theta_full: torch.Tensor, keep: torch.Tensor, init_weights: list[torch.Tensor],
@@ -417,7 +431,7 @@ def learn(
     warns once and returns None from then on (a Triton step: runs the Inductor step from then on).
     """
     copies = theta_full.shape[0] // train_x.shape[0]
-    chunk = default_chunk(theta_full.device) if options.chunk is None else options.chunk
+    chunk = default_chunk(theta_full.device, options.kernel) if options.chunk is None else options.chunk
     chunk = min(chunk or copies, copies)
     keep = 1 - theta_full[..., 3] if 3 in terms else theta_full.new_ones(theta_full.shape[:-1])  # (N,) or (N, L)
     weight_dtype = options.weight_dtype or theta_full.dtype

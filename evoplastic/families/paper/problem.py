@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.fitness import free_memory, members_that_fit, resolve_device
 from evoplastic.families.paper.config import augment_levels
-from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks
+from evoplastic.families.paper.fused import CPU_KERNEL, FusedOptions, compile_fallbacks
 from evoplastic.families.paper.inner import records_graph, run_episode
 from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights, seeded_noise
@@ -99,8 +99,9 @@ class PaperProblem:
         self.dtype = getattr(torch, cfg.dtype)
         self.fused = cfg.es.compile and FusedOptions.for_precision(
             cfg.es.precision, cuda_graph=cfg.es.cuda_graph and self.device.type == "cuda",
-            kernel=cfg.es.kernel if self.device.type == "cuda" else "inductor")
-        """False for the plain loop, else how the compiled loop runs (run_episode's compiled)."""
+            kernel=cfg.es.kernel if self.device.type == "cuda" else CPU_KERNEL)
+        """False for the plain loop, else how the compiled loop runs (run_episode's compiled): on CPU the
+        C++ single pass, whose self-check and fallback to the Inductor step are fused.learn's."""
 
     def draw(self, step: int | str, purpose: str, n_tasks: int) -> PaperBatch:
         """The T tasks and initial networks of a step, rebuilt identically anywhere."""

@@ -1,4 +1,4 @@
-"""The online step as one Triton row pass per layer: W read once and written once (issue 14).
+"""The online step as one Triton row pass per layer: W read once and written once.
 
 fused.fused_step leaves it to Inductor to fuse a layer's products, which reads W three times
 and writes it once per step. Here one launch per layer walks the rows of W_{t-1} for c pairs
