@@ -6,7 +6,7 @@ and, for each row r, forms the row of W_t = keep·W_{t-1} - Σ_k L_k ⊗ R_k (th
 previous step, as in fused_step) in a small buffer, writes it into the other buffer, takes
 z_r = row·y_{ℓ-1} and, when the rule needs u = W_tᵀ y_ℓ (T6, T7, T9), adds σ(z_r)·row to u (the
 output layer's softmax against a running maximum). The vector work (σ, errors, factors) stays in
-torch (fused.errors_and_factors), compiled around the pass by torch.compile, which sees the pass
+torch (step_errors.errors_and_factors), compiled around the pass by torch.compile, which sees the pass
 as one opaque operator.
 
 Arithmetic is float32 over float32, bfloat16 or float16 storage, float64 over float64 (the tests).
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from evoplastic.families.paper.fused import errors_and_factors
 from evoplastic.families.paper.network import Activation
 from evoplastic.families.paper.rules import needs_backprojection, of_layer
+from evoplastic.families.paper.step_errors import errors_and_factors
 
 ACT_NONE, ACT_GIVEN, ACT_SOFTMAX = 0, 1, 2
 """Row weights a for u = Σ_r a_r row_r: none (no u), read from memory, softmax of z."""

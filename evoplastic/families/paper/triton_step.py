@@ -24,9 +24,9 @@ import torch
 import triton
 import triton.language as tl
 
-from evoplastic.families.paper.fused import errors_and_factors
 from evoplastic.families.paper.network import Activation
 from evoplastic.families.paper.rules import needs_backprojection
+from evoplastic.families.paper.step_errors import errors_and_factors
 
 ACT_NONE, ACT_GIVEN, ACT_SOFTMAX = 0, 1, 2
 """Row weights a for u = Σ_r a_r row_r: none (no u), read from memory, softmax of z."""
