@@ -1,4 +1,4 @@
-"""The package layout shows the architecture, and imports only run downward (issue 11).
+"""The package layout shows the architecture, and imports only run downward.
 
 Every module's evoplastic imports — top-level and inside functions — are read with ast and
 checked against the layer it may depend on; a family never imports another family, the

@@ -530,7 +530,7 @@ def family_held_out(runs: list[RunRecord], args: argparse.Namespace) -> tuple[st
     evaluated = replace(reference, rows=rows + (reference.rows[1:] if args.baselines else []))
     metrics = tuple(rows[0][1])
     text = (f"{args.eval_tasks} fresh tasks (per dataset, for k-cap runs) of each run's family settings, "
-            f"seed {args.eval_seed}, through the "
+            f"seed={args.eval_seed}, through the "
             f"{runs[0].family} family's evaluation; mean ± 95 % CI over tasks, every row on the same tasks and "
             f"initial networks (Δ paired against the first row).\n\n" + grouped_tables(evaluated, metrics))
     if "probe_accuracy" in metrics:

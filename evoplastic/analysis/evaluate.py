@@ -78,7 +78,7 @@ def format_table(results: list[RuleEvaluation], header: str = "") -> str:
 def describe_tasks(task: TaskConfig, n_tasks: int, seed: int) -> str:
     return (f"{n_tasks} tasks of {task.dataset} ({task.split}), classes {format_classes(task.classes)}: "
             f"{task.n_way}-way, {task.k_shot} online samples and {task.n_query} query images per class, "
-            f"seed {seed}; 95 % CI over tasks")
+            f"seed={seed}; 95 % CI over tasks")
 
 
 def _run_stream(args: argparse.Namespace, rules: list[Rule], dataset: Dataset, classes: tuple[int, ...]) -> int:
@@ -88,7 +88,7 @@ def _run_stream(args: argparse.Namespace, rules: list[Rule], dataset: Dataset, c
     curves = evaluate_stream(rules, dataset, classes, args.stream, args.every, args.test_size, args.repeats,
                              args.seed, args.device, relabel, not args.no_progress)
     header = (f"test accuracy (%) on {args.test_size} held-out images of {dataset.name}, classes "
-              f"{format_classes(classes)}, after n online samples ({args.repeats} stream(s), seed {args.seed})")
+              f"{format_classes(classes)}, after n online samples ({args.repeats} stream(s), seed={args.seed})")
     print(format_stream_table(curves, header))
     if args.plot:
         print(f"plot: {plot_stream(curves, args.plot, header)}")
@@ -196,7 +196,7 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
         return 0
     evaluated = grouped(cfg, [(label, theta, own) for label, own, theta in rules], args.tasks, args.seed,
                         args.baselines, args.autoencoders, args.device)
-    print(f"{args.tasks} fresh tasks, seed {args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
+    print(f"{args.tasks} fresh tasks, seed={args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
     print(grouped_tables(evaluated, tuple(m.name for m in family.metrics)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
