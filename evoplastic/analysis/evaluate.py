@@ -36,7 +36,7 @@ from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evalua
     task_config,
 )
 from evoplastic.analysis.tables import grouped_tables, rows_to_json
-from evoplastic.config import DEFAULT_FAMILY, ConfigError, ExperimentConfig, override_config
+from evoplastic.config import DEFAULT_FAMILY, FAMILIES, ConfigError, ExperimentConfig, override_config
 from evoplastic.core.evaluation import EvaluateSettings, RuleToScore
 from evoplastic.families import get_family
 from evoplastic.families.paper.config import TaskConfig
@@ -153,17 +153,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _family_of(text: str) -> str:
-    """The family of a RULE given as a run directory or a theta.json inside one; 'paper' otherwise."""
+    """The family of a RULE: a run directory's (or that of the run a theta.json sits in), else the first
+    family whose rule text it is (e.g. kcap:hebb=0.01), else the default family."""
     path = Path(text).expanduser()
     run = path if path.is_dir() else path.parent
     if (run / "config.yaml").is_file():
         return RunDir.open(run).config().family
-    return "paper"
+    if not path.exists():
+        for name in FAMILIES.names():
+            if name != DEFAULT_FAMILY and get_family(name).parse_rule(text) is not None:
+                return name
+    return DEFAULT_FAMILY
 
 
 def _family_rule(text: str, overrides: list[str]) -> tuple[str, ExperimentConfig, torch.Tensor]:
-    """(label, config with overrides, θ) of a run directory or theta.json of a non-paper family."""
+    """(label, config with overrides, θ) of a run directory, a theta.json or a rule text of a non-paper family."""
     path = Path(text).expanduser()
+    if not path.exists():
+        parsed = get_family(_family_of(text)).parse_rule(text)
+        try:
+            cfg = override_config(parsed.config, overrides)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return parsed.label, cfg, torch.tensor(parsed.theta, dtype=torch.float64)
     run = RunDir.open(path if path.is_dir() else path.parent)
     try:
         cfg = override_config(run.config(), overrides)
