@@ -28,6 +28,7 @@ from evoplastic.analysis.evaluate import Rule, RuleEvaluation
 from evoplastic.analysis.report import family_settings, sign_convention, smooth, training_curve
 from evoplastic.analysis.tables import grouped_tables
 from evoplastic.config import ExperimentConfig
+from evoplastic.core.evaluation import EvaluateSettings
 from evoplastic.families import get_family, theta_space
 from evoplastic.families.paper.config import PaperRuleConfig
 from evoplastic.stats import mean_ci95_seeds
@@ -113,11 +114,9 @@ def load_runs(paths: list[str | Path]) -> list[RunRecord]:
         cfg, records = run.config(), run.metrics()
         final = run.read_json("theta.json") if (path / "theta.json").is_file() else {}
         space = theta_space(cfg)
-        if has_own_evaluation(cfg.family):
-            rule, theta = None, _final_theta(path, final, records)
-        else:
-            rule = evaluate.parse_rule(str(path))
-            theta = rule.theta
+        theta = _final_theta(path, final, records)
+        rule = None if has_own_evaluation(cfg.family) else get_family(cfg.family).rule_from_run(path.name, cfg,
+                                                                                                  list(theta))
         if len(theta) != space.size:
             raise ValueError(f"{path}: θ has {len(theta)} values but its config searches {space.size} "
                              f"({', '.join(space.labels)})")
@@ -539,6 +538,19 @@ def family_held_out(runs: list[RunRecord], args: argparse.Namespace) -> tuple[st
     return text + ("\n\n" + "\n".join(notes) if notes else ""), evaluated
 
 
+def held_out_section(runs: list[RunRecord], args: argparse.Namespace) -> str:
+    """The held-out table: grouped by the family's task groups when it offers them (evaluate_rows), the image-task
+    table for rules that know their rule space (the paper family's), else the family's own Evaluation."""
+    if has_own_evaluation(runs[0].family):
+        return family_held_out(runs, args)[0]
+    if all(hasattr(run.rule, "space") for run in runs):
+        return held_out_evaluation(runs, args)[0]
+    family = get_family(runs[0].family)
+    settings = EvaluateSettings(args.eval_tasks, args.eval_seed, args.device, args.baselines, not args.no_progress)
+    evaluation = family.evaluate(runs[0].config, [run.rule for run in runs], settings)
+    return "```\n" + evaluation.to_text() + "\n```"
+
+
 def check_options(runs: list[RunRecord], args: argparse.Namespace) -> None:
     """Options that choose the paper's image tasks mean nothing to a family with its own evaluation."""
     given = [f"--{name.replace('_', '-')}" for name in PAPER_ONLY_OPTIONS if getattr(args, name, None) is not None]
@@ -552,7 +564,7 @@ def write_report(runs: list[RunRecord], out: Path, args: argparse.Namespace) -> 
     check_options(runs, args)
     held_out = None
     if args.eval_tasks > 0:
-        held_out = (family_held_out if has_own_evaluation(runs[0].family) else held_out_evaluation)(runs, args)[0]
+        held_out = held_out_section(runs, args)
     out.mkdir(parents=True, exist_ok=True)
     sections = [f"# Comparison of {len(runs)} runs\n",
                 f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} by `evoplastic compare "

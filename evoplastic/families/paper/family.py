@@ -71,17 +71,16 @@ class PaperFamily:
     def evaluate(self, cfg: ExperimentConfig, rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation:
         return evaluation.evaluate(rules, settings)
 
-    def rule_from_run(self, label: str, cfg: ExperimentConfig, theta: list[float]) -> RuleToScore:
-        rule = rulespec.rule_from_run(label, cfg, theta)
-        return RuleToScore(rule.label, rule.theta, rule.config)
+    def rule_from_run(self, label: str, cfg: ExperimentConfig, theta: list[float]) -> rulespec.Rule:
+        """The run's rule (a RuleToScore that also knows its rule space)."""
+        return rulespec.rule_from_run(label, cfg, theta)
 
-    def parse_rule(self, text: str) -> RuleToScore | None:
+    def parse_rule(self, text: str) -> rulespec.Rule | None:
         """NAME:θ,… such as bio:0.013,-0.054,-0.0065 or 0,2,9:…; None for text of another form."""
         name = text.partition(":")[0]
         if ":" not in text or not rulespec.names_terms(name):
             return None
-        rule = rulespec.parse_rule(text)
-        return RuleToScore(rule.label, rule.theta, rule.config)
+        return rulespec.parse_rule(text)
 
 
 FAMILY = PaperFamily()

@@ -6,46 +6,27 @@ numbers), derived from (run seed, step); the shared fitness reduction (core.fitn
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from evoplastic.config import ExperimentConfig
+from evoplastic.core.batching import EpisodeBatch, score_in_member_chunks
 from evoplastic.core.fitness import free_memory, members_that_fit, resolve_device
 from evoplastic.families.paper.config import augment_levels
 from evoplastic.families.paper.fused import CPU_KERNEL, FusedOptions, compile_fallbacks
 from evoplastic.families.paper.inner import records_graph, run_episode
 from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
-from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights, seeded_noise
+from evoplastic.families.paper.network import init_network, make_activation, n_weights, seeded_noise
 from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.tasks import MixtureSampler, TaskBatch, TaskSampler
 from evoplastic.families.paper.transforms import augment_tasks, normalise_inputs
 from evoplastic.precision import matmul_precision
 from evoplastic.seeding import make_generator
 
-
-@dataclass
-class PaperBatch:
-    """The T tasks of a step and their initial networks (W, B)."""
-
-    tasks: TaskBatch
-    init: NetworkState
-    noise_seed: int = 0
-    """Seed of what stochastic units draw in this step's episodes (from the seed, purpose and step)."""
-
-    @property
-    def n_tasks(self) -> int:
-        return self.tasks.n_tasks
-
-    def subset(self, part: slice) -> PaperBatch:
-        """Tasks ``part`` as fresh tensors, so a block never depends on where it sat in the full batch."""
-        return PaperBatch(self.tasks.map(lambda t: t[part].clone()), self.init.map(lambda t: t[part].clone()),
-                          self.noise_seed)
-
-    def noise(self, first_member: int, device: torch.device) -> torch.Generator:
-        """The generator stochastic units draw from for the members from first_member on."""
-        return torch.Generator(device).manual_seed((self.noise_seed + first_member) % 2**63)
+PaperBatch = EpisodeBatch
+"""The T tasks of a step (TaskBatch) and their initial networks (NetworkState: W, B)."""
 
 
 CPU_CACHE_BYTES = 8 * 2**20
@@ -130,17 +111,15 @@ class PaperProblem:
         """
         tasks, init, n_tasks = batch.tasks, batch.init, batch.n_tasks
         chunk = chunk or self.auto_chunk(n_tasks, tasks.train_x.shape[1], records_graph(theta))
-        chunk = min(chunk or theta.shape[0], theta.shape[0])
-        losses, accs = [], []
+
+        def score_chunk(part: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+            pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
+            result = run_episode(pairs, self.space, tasks, init, self.activation, compiled=self.fused,
+                                 generator=batch.noise(start, self.device) if self.activation.noise else None)
+            return result.loss, result.accuracy
+
         with matmul_precision(self.cfg.es.precision, self.device):
-            for start in range(0, theta.shape[0], chunk):
-                part = theta[start: start + chunk]
-                pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
-                result = run_episode(pairs, self.space, tasks, init, self.activation, compiled=self.fused,
-                                     generator=batch.noise(start, self.device) if self.activation.noise else None)
-                losses.append(result.loss.view(-1, n_tasks))
-                accs.append(result.accuracy.view(-1, n_tasks))
-        return torch.cat(losses), torch.cat(accs)
+            return score_in_member_chunks(theta, n_tasks, chunk, score_chunk)
 
     def auto_chunk(self, n_tasks: int, steps: int, autograd: bool) -> int:
         """Members per inner-loop call: what fits in memory now, and in cache for the plain CPU loop (0: no limit)."""
