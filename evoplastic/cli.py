@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import shlex
 import sys
 from pathlib import Path
 
@@ -182,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"evoplastic: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:
-        run_dir = getattr(err, "run_dir", None)  # set by RunDir.lock while a run trains
-        hint = f"; continue with 'evoplastic train --resume {shlex.quote(str(run_dir))}'" if run_dir else ""
-        print(f"evoplastic: interrupted{hint}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # RunDir.lock sets run_dir and resumable while a run trains
+        from evoplastic.run.rundir import interrupted_message
+
+        print(interrupted_message(getattr(err, "run_dir", None), getattr(err, "resumable", False)), file=sys.stderr)
         return 130
