@@ -120,14 +120,15 @@ def _scaled(source: str, images: np.ndarray, pixel_scale: float = 0.0) -> torch.
     or a pixel far above the scale is refused instead of sending every task to chance.
     """
     scale = pixel_scale or FULL_SCALE.get(images.dtype, 1.0)
-    flat = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(scale)
+    with np.errstate(over="ignore"):  # an overflow to inf is reported below, with the image
+        flat = images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(scale)
     bad = ~np.isfinite(flat).all(axis=1)
     if bad.any():
         raise DataError(f"{source}: {int(bad.sum())} of {len(flat)} images hold NaN or inf pixel values "
                         f"(first: image {int(np.argmax(bad))}) as float32, which ends at 3.4e38; drop or repair them")
     low, high = float(flat.min()), float(flat.max())
     if low < 0 or high > 1:
-        divided = f"divided by task.pixel_scale={pixel_scale:g}" if pixel_scale else f"{images.dtype} values"
+        divided = f"values divided by task.pixel_scale={pixel_scale:g}" if pixel_scale else f"{images.dtype} values"
         raise DataError(f"{source}: pixel values must lie in [0, 1], but the {divided} span [{low:.4g}, "
                         f"{high:.4g}]; set task.pixel_scale to the value that means full intensity (e.g. 255 "
                         f"for 0-255, 16 for 0-16) or fix the images")
