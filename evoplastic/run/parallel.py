@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -263,6 +264,7 @@ def guard(world: World) -> Iterator[None]:
             raise
         where = f"MPI rank {world.rank} of {world.size}"
         if isinstance(err, KeyboardInterrupt):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher may forward Ctrl-C more than once
             if world.is_root:
                 print(interrupted_message(getattr(err, "run_dir", None), getattr(err, "resumable", False),
                                           launcher_command(world)), file=sys.stderr)
@@ -280,6 +282,8 @@ def guard(world: World) -> Iterator[None]:
 
 
 def _abort(world: World, code: int) -> None:
+    """End the whole job with code; never returns (MPICH's Abort was seen to return while the job wound down)."""
     sys.stderr.flush()
     sys.stdout.flush()
     world.comm.Abort(code)
+    os._exit(code)
