@@ -175,7 +175,7 @@ def test_full_disk_during_a_resume_checkpoint_says_space_and_how_to_resume(tmp_p
     assert resume(run, "steps=5") == 2
     err = capsys.readouterr().err
     assert "no space left on its file system" in err and "free some space" in err
-    assert f"continue with 'evoplastic train --resume {run}'" in err
+    assert f"continue afterwards with 'evoplastic train --resume {run}'" in err
     assert not (run / "checkpoint.pt.tmp").exists()
 
 

@@ -92,7 +92,7 @@ def _write_reason(file: Path, err: BaseException) -> str:
     if code == errno.EFBIG and _file_size_limit() is not None:
         return f"file size limit of {_file_size_limit()} bytes reached (ulimit -f)"
     if code in (errno.ENOSPC, errno.EDQUOT):
-        return f"no space left on its file system ({shutil.disk_usage(file.parent).free} bytes free)"
+        return f"no space left on its file system ({shutil.disk_usage(file.parent).free / 1e6:.1f} MB free)"
     if code == errno.EROFS:
         return "read-only file system"
     if code in (errno.EACCES, errno.EPERM):
@@ -186,7 +186,7 @@ def _json_damage(file: Path) -> str | None:
     except UnicodeDecodeError:
         return "not UTF-8 text"
     except json.JSONDecodeError as err:
-        return f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+        return f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"
     return None if isinstance(value, dict) else "not a JSON object"
 
 
@@ -244,6 +244,9 @@ class RunDir:
         try:
             run.save_config(cfg)
             run.write_json("meta.json", {**environment(), **(extra or {})})
+        except RunDirError as err:
+            shutil.rmtree(path, ignore_errors=True)
+            raise RunDirError(f"{err} (the unfinished run directory was removed)") from None
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
@@ -351,7 +354,7 @@ class RunDir:
         """'; nothing is lost: …' for a failed write, naming the resume command when there is a checkpoint."""
         if not self.has_checkpoint():
             return ""
-        return (f"; the last checkpoint is intact: then continue with 'evoplastic train --resume "
+        return (f"; the last checkpoint is intact: continue afterwards with 'evoplastic train --resume "
                 f"{shlex.quote(str(self.path))}'")
 
     def log(self, record: dict[str, Any]) -> None:

@@ -98,8 +98,13 @@ def _checked_labels(source: str, labels: np.ndarray, n_images: int) -> np.ndarra
     if (labels >= MAX_CLASSES).any():
         first = int(np.argmax(labels >= MAX_CLASSES))
         raise DataError(f"{source}: {int((labels >= MAX_CLASSES).sum())} labels are class ids ≥ {MAX_CLASSES} "
-                        f"(first: {labels[first]:.0f} at index {first}); number the classes 0, 1, 2, …")
+                        f"(first: {_id_text(labels[first])} at index {first}); number the classes 0, 1, 2, …")
     return labels.astype(np.int64)
+
+
+def _id_text(label: np.generic) -> str:
+    """A label as written: an integer exactly (uint64 included), a float as %g."""
+    return str(int(label)) if label.dtype.kind in "iu" else f"{float(label):g}"
 
 
 def _checked_images(source: str, images: np.ndarray) -> np.ndarray:
