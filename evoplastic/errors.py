@@ -1,4 +1,7 @@
-"""The errors a user can fix: each message names the problem and the fix, and the CLI prints it in one line."""
+"""The errors evoplastic raises for bad input; the CLI turns each into one line, the API lets them through.
+
+All are ValueErrors, so code that caught ValueError before keeps working.
+"""
 
 
 class ConfigError(ValueError):
@@ -6,8 +9,12 @@ class ConfigError(ValueError):
 
 
 class DataError(ValueError):
-    """A dataset cannot be found, read or trusted; the message names the file and how to fix it."""
+    """A dataset is missing, unreadable or holds values outside what the family accepts."""
 
 
 class RunDirError(ValueError):
-    """A run directory cannot be used (busy, unwritable, damaged, full); the message names the file and the fix."""
+    """A run directory is missing, damaged, locked by another process or cannot be written."""
+
+
+class PluginError(ConfigError):
+    """A plug-in named by a config or a registry lookup cannot be found or imported."""

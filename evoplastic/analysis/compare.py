@@ -27,8 +27,9 @@ from evoplastic.analysis import evaluate
 from evoplastic.analysis.evaluate import Rule, RuleEvaluation
 from evoplastic.analysis.report import family_settings, sign_convention, smooth, training_curve, writing_output
 from evoplastic.analysis.tables import grouped_tables
-from evoplastic.config import ExperimentConfig, RuleConfig
+from evoplastic.config import ExperimentConfig
 from evoplastic.families import get_family, theta_space
+from evoplastic.families.paper.config import PaperRuleConfig
 from evoplastic.stats import mean_ci95_seeds
 
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
@@ -73,7 +74,7 @@ class RunRecord:
 
 def has_own_evaluation(family: str) -> bool:
     """Whether a family scores rules itself (``evaluate``, as k-cap does); the paper's go through analysis.evaluate."""
-    return callable(getattr(get_family(family), "evaluate", None))
+    return callable(getattr(get_family(family), "evaluate_rows", None))
 
 
 def _final_theta(path: Path, final: dict[str, Any], records: list[dict[str, Any]]) -> tuple[float, ...]:
@@ -159,14 +160,13 @@ def coordinates(runs: list[RunRecord]) -> list[tuple[str, str]]:
     θ_r@W2, feedback φ_hebb. Other families: every coordinate some run searched, in first-seen order."""
     seen: dict[str, str] = {}
     if runs[0].family == "paper" and any("@" not in label for run in runs for label in run.labels):
-        pool = theta_space(replace(runs[0].config, rule=RuleConfig(terms="pool")))
+        pool = theta_space(replace(runs[0].config, rule=PaperRuleConfig(terms="pool")))
         seen.update(zip(pool.labels, pool.formulas))  # a shared rule's rows: the whole pool, searched or not
     for run in runs:
         for label, formula in zip(run.labels, run.formulas):
             seen.setdefault(label, formula)
-    if runs[0].family == "paper":  # shared terms, then per-layer ones (θ_r@W2), then the feedback rule's (φ)
-        return sorted(seen.items(), key=lambda item: (item[0].startswith("φ"), "@" in item[0]))
-    return list(seen.items())
+    # shared coordinates first, then per-layer ones (θ_r@W2), then a feedback rule's (φ); stable otherwise
+    return sorted(seen.items(), key=lambda item: (item[0].startswith("φ"), "@" in item[0]))
 
 
 def searched(runs: list[RunRecord]) -> list[str]:
@@ -289,14 +289,14 @@ def plot_theta_per_layer(runs: list[RunRecord], out: Path) -> Path | None:
     """Final θ against layer W1..WL for runs with rule.per_layer, one panel per term; each setting (its seeds
     together, as in seed_groups) a line of the mean over seeds with a 95 % CI band, every seed a faint
     point. None (nothing written) when no run has per-layer coefficients."""
-    per_layer = [run for run in runs if run.family == "paper" and run.config.rule.per_layer]
+    per_layer = [run for run in runs if any("@" in label for label in run.labels)]
     if not per_layer:
         return None
     groups: dict[ExperimentConfig, list[RunRecord]] = {}
     for run in per_layer:
         groups.setdefault(setting(run.config), []).append(run)
     terms = list(dict.fromkeys(term for run in per_layer for term in per_layer_values(run)))
-    n_layers = max(len(run.config.network.dims) - 1 for run in per_layer)
+    n_layers = max(len(values) for run in per_layer for values in per_layer_values(run).values())
     cols = min(3, len(terms))
     rows = -(-len(terms) // cols)
     fig, axes = _plt().subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
@@ -352,6 +352,8 @@ def data_columns(cfg: ExperimentConfig) -> dict[str, str]:
     section = getattr(cfg, cfg.family, None)
     if section is not None and hasattr(section, "datasets"):
         return {"datasets": ", ".join(section.datasets)}
+    if getattr(cfg, "task", None) is None:  # a family without image tasks describes itself in the settings
+        return {}
     classes = evaluate.format_classes(cfg.task.classes) if cfg.task.classes else "all"
     return {"dataset": f"`{cfg.task.dataset}`", "classes": classes}
 
@@ -365,7 +367,8 @@ def runs_table(runs: list[RunRecord]) -> str:
         cfg, final = run.config, run.final
         acc = (f"{100 * final['final/accuracy']:.2f} % ± {100 * final['final/accuracy_ci95']:.2f} "
                f"({final.get('final/tasks', '?')} tasks)" if "final/accuracy" in final else "—")
-        rule = get_family(cfg.family).describe(cfg).get("rule", cfg.rule.terms)
+        described = get_family(cfg.family).describe(cfg)
+        rule = described["rule"] if "rule" in described else getattr(cfg.rule, "terms", "")
         rows.append([run.label, f"`{run.path}`", cfg.outer if cfg.outer == "adam" else f"es/{cfg.es.algorithm}",
                      str(rule), f"{cfg.rule.l1:g}", *(setting.get(key, "—") for key in columns),
                      str(len(run.records)), f"{run.last('budget/episodes_total', 0):g}",
@@ -417,7 +420,8 @@ def setting(cfg: ExperimentConfig) -> ExperimentConfig:
     """The experiment a config describes, with what does not define it reset: name, seed and the
     speed-only device, es.compile, es.cuda_graph and es.member_chunk. Runs with equal settings
     are seeds of one experiment; configs are frozen dataclasses, so a setting is a dict key."""
-    es = replace(cfg.es, compile=False, cuda_graph=False, member_chunk=0)
+    speed_only = {key: False for key in ("compile", "cuda_graph") if hasattr(cfg.es, key)}
+    es = replace(cfg.es, member_chunk=0, **speed_only)
     return replace(cfg, name="", seed=0, device="cpu", es=es)
 
 
@@ -509,8 +513,8 @@ def family_held_out(runs: list[RunRecord], args: argparse.Namespace) -> tuple[st
         cfg = replace(run.config, dtype=runs[0].config.dtype)
         theta = torch.tensor(run.theta, dtype=torch.float64)
         try:
-            scored = family.evaluate(cfg, [(run.label, theta)], args.eval_tasks, args.eval_seed, baselines=True,
-                                     device=args.device)
+            scored = family.evaluate_rows(cfg, [(run.label, theta)], args.eval_tasks, args.eval_seed,
+                                          baselines=True, device=args.device)
         except ValueError as err:
             notes.append(f"- skipped: {run.label}: {err}")
             continue

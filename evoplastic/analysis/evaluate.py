@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evaluate command's vocabulary
     BASELINE_THETA,
@@ -39,76 +36,14 @@ from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evalua
     task_config,
 )
 from evoplastic.analysis.tables import grouped_tables, rows_to_json
-from evoplastic.config import ConfigError, ExperimentConfig, TaskConfig, override_config
-from evoplastic.core.fitness import FitnessFunction, score_in_blocks
+from evoplastic.config import DEFAULT_FAMILY, ConfigError, ExperimentConfig, override_config
+from evoplastic.core.evaluation import EvaluateSettings, RuleToScore
 from evoplastic.families import get_family
+from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
-from evoplastic.families.paper.problem import PaperProblem
-from evoplastic.families.paper.tasks import TaskSampler
+from evoplastic.families.paper.evaluation import RuleEvaluation, evaluate_rules  # noqa: F401 — re-exported
+from evoplastic.families.paper.transforms import transformed
 from evoplastic.run.rundir import RunDir
-from evoplastic.stats import mean_ci95
-
-FAMILY_METRICS = ("probe_accuracy", "probe_loss", "ae_mse", "emd")
-"""Columns of a k-cap evaluation (the family's scores; NaN cells print as —)."""
-
-
-@dataclass
-class RuleEvaluation:
-    """Per-task query accuracy and cross-entropy (T,) of one rule."""
-
-    rule: Rule
-    task_accuracy: torch.Tensor
-    task_loss: torch.Tensor
-
-    @property
-    def accuracy(self) -> float:
-        return mean_ci95(self.task_accuracy)[0]
-
-    @property
-    def accuracy_ci95(self) -> float:
-        return mean_ci95(self.task_accuracy)[1]
-
-    @property
-    def loss(self) -> float:
-        return float(self.task_loss.double().mean())
-
-    def difference(self, other: RuleEvaluation) -> tuple[float, float]:
-        """Paired accuracy difference self - other over the same tasks: mean and 95 % CI."""
-        return mean_ci95(self.task_accuracy - other.task_accuracy)
-
-    def to_json(self) -> dict[str, Any]:
-        cfg = self.rule.config
-        return {"label": self.rule.label, "terms": list(self.rule.terms), "theta": list(self.rule.theta),
-                "labels": list(self.rule.space.labels()), "feedback": cfg.network.feedback,
-                "activation": cfg.network.activation, "dims": list(cfg.network.dims), "accuracy": self.accuracy,
-                "accuracy_ci95": self.accuracy_ci95, "loss": self.loss,
-                "task_accuracy": self.task_accuracy.tolist(), "task_loss": self.task_loss.tolist()}
-
-
-def evaluate_rules(rules: list[Rule], dataset: Dataset, task: TaskConfig, n_tasks: int = 100, seed: int = 0,
-                   device: str = "cpu", progress: bool = True) -> list[RuleEvaluation]:
-    """Mean query accuracy of each rule on the same n_tasks tasks and initial weights (per seed).
-
-    Builds on FitnessFunction: one θ (P = 1) per rule, tasks drawn in blocks of TASK_BLOCK.
-    """
-    if n_tasks < 1:
-        raise ValueError(f"--tasks must be ≥ 1, got {n_tasks}")
-    try:
-        sampler = TaskSampler(dataset, task)
-    except ValueError as err:
-        raise ValueError(f"cannot draw evaluation tasks: {err}") from None
-    configs = [evaluation_config(rule, task, dataset, seed, device) for rule in rules]
-    scorers = [FitnessFunction(PaperProblem(cfg, sampler), cfg) for cfg in configs]
-    bar = tqdm(total=n_tasks * len(rules), desc="evaluate", unit="task", disable=not progress, leave=False)
-    results = []
-    for rule, fitness in zip(rules, scorers):
-        bar.set_postfix_str(rule.label[-30:])
-        theta = torch.tensor(rule.theta, dtype=torch.float64)
-        acc, loss = score_in_blocks(fitness, theta, n_tasks, TASK_BLOCK, lambda block, _: block, PURPOSE, bar.update)
-        results.append(RuleEvaluation(rule, acc, loss))
-    bar.close()
-    return results
-
 
 TABLE_COEFFICIENTS = 10
 """Coefficients a table row prints in full; larger rules print their count and largest entries (all: --json)."""
@@ -147,7 +82,7 @@ def describe_tasks(task: TaskConfig, n_tasks: int, seed: int) -> str:
 
 
 def _run_stream(args: argparse.Namespace, rules: list[Rule], dataset: Dataset, classes: tuple[int, ...]) -> int:
-    from evoplastic.analysis.stream import evaluate_stream, format_stream_table, plot_stream
+    from evoplastic.families.paper.stream import evaluate_stream, format_stream_table, plot_stream
 
     relabel = bool(args.relabel) if args.relabel is not None else rules[0].config.task.relabel
     curves = evaluate_stream(rules, dataset, classes, args.stream, args.every, args.test_size, args.repeats,
@@ -172,36 +107,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rule", metavar="RULE", nargs="+",
                    help="run directory, theta.json, or NAME:θ,… (e.g. bio:0.013,-0.054,-0.0065); k-cap runs: "
                         "one or more run directories, scored on identical tasks")
-    p.add_argument("--dataset", help="digits, emnist, mnist, fashion-mnist, npz:PATH or idx:DIR "
-                                     "(default: the run's meta-training dataset)")
-    p.add_argument("--split", choices=("train", "test"), help="split of torchvision/IDX datasets (default: the run's)")
-    p.add_argument("--classes", help="class ids such as 37-46 or 0,2,5 (default: the classes a run with restricted "
-                                     "task.classes did not train on, else all; --stream: all)")
-    p.add_argument("--relabel", action=argparse.BooleanOptionalAction, default=None,
-                   help="label each task's classes 0..n_way-1 (default: as the run)")
-    p.add_argument("--tasks", type=int, default=100, help="evaluation tasks (default 100; k-cap runs: per dataset)")
-    p.add_argument("--n-way", type=int)
-    p.add_argument("--k-shot", type=int)
-    p.add_argument("--n-query", type=int)
-    p.add_argument("--seed", type=int, default=0, help="same seed ⇒ same tasks and initial weights (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
-                   help="also evaluate fa and bp (θ_0 only) on the same tasks (default on)")
-    p.add_argument("--fa-theta", type=float, default=BASELINE_THETA["fa"], help="θ_0 of the fa baseline (0.012)")
-    p.add_argument("--bp-theta", type=float, default=BASELINE_THETA["bp"], help="θ_0 of the bp baseline (0.014)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="edit the rule's config, e.g. network.dims=[64,48,32,10] (repeatable)")
-    p.add_argument("--ablate", action="store_true",
-                   help="also evaluate the rule with each term zeroed, and per-layer rules with each layer's "
-                        "rule zeroed, plastic feedback with its rule zeroed (paired Δ shows what matters)")
-    p.add_argument("--autoencoders", action="store_true",
-                   help="k-cap runs: also train the backprop RNN and MLP autoencoders on every task (slower)")
-    p.add_argument("--json", type=Path, metavar="PATH", help="write the results (with per-task values) as JSON")
-    p.add_argument("--stream", type=int, metavar="N", help="Fig. 1 protocol: one online stream of N samples")
-    p.add_argument("--every", type=int, default=250, help="--stream: test every this many samples (250)")
-    p.add_argument("--test-size", type=int, default=1000, help="--stream: held-out test images (1000)")
-    p.add_argument("--repeats", type=int, default=1, help="--stream: independent streams and initial weights (1)")
-    p.add_argument("--plot", type=Path, metavar="PATH", help="--stream: write the accuracy curve as PNG")
+    common = p.add_argument_group("every family")
+    common.add_argument("--tasks", type=int, default=100,
+                        help="evaluation tasks (default 100; k-cap runs: per dataset)")
+    common.add_argument("--seed", type=int, default=0, help="same seed ⇒ same tasks and initial weights (default 0)")
+    common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    common.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                        help="also score the family's baselines on the same tasks: paper fa and bp (θ_0 only); "
+                             "k-cap the untrained network and the raw input (default on)")
+    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="edit the rule's config, e.g. network.dims=[64,48,32,10] or kcap.labels_per_class=10 "
+                             "(repeatable)")
+    common.add_argument("--ablate", action="store_true",
+                        help="also evaluate the rule with each coordinate (paper: each term, each layer's rule, "
+                             "the feedback rule) zeroed; the paired Δ shows what matters")
+    common.add_argument("--json", type=Path, metavar="PATH", help="write the results (with per-task values) as JSON")
+    paper = p.add_argument_group("paper family (image tasks)")
+    paper.add_argument("--dataset", help="digits, emnist, mnist, fashion-mnist, npz:PATH or idx:DIR "
+                                         "(default: the run's meta-training dataset)")
+    paper.add_argument("--split", choices=("train", "test"),
+                       help="split of torchvision/IDX datasets (default: the run's)")
+    paper.add_argument("--classes", help="class ids such as 37-46 or 0,2,5 (default: the classes a run with restricted "
+                                         "task.classes did not train on, else all; --stream: all)")
+    paper.add_argument("--relabel", action=argparse.BooleanOptionalAction, default=None,
+                       help="label each task's classes 0..n_way-1 (default: as the run)")
+    paper.add_argument("--n-way", type=int)
+    paper.add_argument("--k-shot", type=int)
+    paper.add_argument("--n-query", type=int)
+    paper.add_argument("--transform", metavar="NAME:LEVEL",
+                       help="score on a changed input statistic: erode:N or dilate:N (N 3×3 steps: thinner or "
+                            "thicker strokes), contrast:C (pixels × C, clipped), invert")
+    paper.add_argument("--fa-theta", type=float, default=BASELINE_THETA["fa"], help="θ_0 of the fa baseline (0.012)")
+    paper.add_argument("--bp-theta", type=float, default=BASELINE_THETA["bp"], help="θ_0 of the bp baseline (0.014)")
+    paper.add_argument("--stream", type=int, metavar="N", help="Fig. 1 protocol: one online stream of N samples")
+    paper.add_argument("--every", type=int, default=250, help="--stream: test every this many samples (250)")
+    paper.add_argument("--test-size", type=int, default=1000, help="--stream: held-out test images (1000)")
+    paper.add_argument("--repeats", type=int, default=1, help="--stream: independent streams and initial weights (1)")
+    paper.add_argument("--plot", type=Path, metavar="PATH", help="--stream: write the accuracy curve as PNG")
+    kcap = p.add_argument_group("k-cap family (its settings, e.g. labels per class, go through --set kcap.KEY=VALUE)")
+    kcap.add_argument("--autoencoders", action="store_true",
+                      help="also train the backprop RNN and MLP autoencoders on every task (about 4 minutes for "
+                           "100 tasks on 2 CPU cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -238,10 +184,20 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
         label, _, theta = rules[0]
         names = get_family(family_name).theta_space(cfg).labels
         rules += [(f"without {name}", cfg, theta.index_fill(0, torch.tensor([i]), 0.0)) for i, name in enumerate(names)]
-    evaluated = family.evaluate(cfg, [(label, theta, own) for label, own, theta in rules], args.tasks, args.seed,
-                                args.baselines, args.autoencoders, args.device)
+    grouped = getattr(family, "evaluate_rows", None)  # per-group tables (k-cap: one per dataset), when offered
+    if grouped is None:
+        settings = EvaluateSettings(args.tasks, args.seed, args.device, args.baselines, not args.no_progress)
+        to_score = [RuleToScore(label, tuple(theta.tolist()), own) for label, own, theta in rules]
+        evaluation = family.evaluate(cfg, to_score, settings)
+        print(evaluation.to_text())
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"mode": "family", "family": family_name, **evaluation.to_json()}))
+        return 0
+    evaluated = grouped(cfg, [(label, theta, own) for label, own, theta in rules], args.tasks, args.seed,
+                        args.baselines, args.autoencoders, args.device)
     print(f"{args.tasks} fresh tasks, seed {args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
-    print(grouped_tables(evaluated, FAMILY_METRICS))
+    print(grouped_tables(evaluated, tuple(m.name for m in family.metrics)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"mode": "family", "family": family_name, "tasks": args.tasks,
@@ -251,7 +207,7 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     family_name = _family_of(args.rule[0])
-    if hasattr(get_family(family_name), "evaluate"):  # a family that brings its own rows and baselines
+    if family_name != DEFAULT_FAMILY:  # the options below (streams, held-out classes, fa/bp) are the paper's
         return _run_family(args, family_name)
     # the image-task evaluation below (fa/bp baselines, held-out classes, streams) is the paper family's
     if len(args.rule) > 1:
@@ -261,6 +217,8 @@ def _run(args: argparse.Namespace) -> int:
     rules = [rule] + (ablated_rules(rule) if args.ablate else [])
     rules += baseline_rules(rule, args.fa_theta, args.bp_theta) if args.baselines else []
     dataset = load_eval_dataset(rule, args.dataset, args.split)
+    if args.transform:
+        dataset = transformed(dataset, args.transform)
     if args.stream is not None:
         classes = parse_classes(args.classes) if args.classes else tuple(torch.unique(dataset.labels).tolist())
         return _run_stream(args, rules, dataset, classes)
@@ -268,13 +226,15 @@ def _run(args: argparse.Namespace) -> int:
     task = task_config(rule, dataset, classes, args.split, n_way=args.n_way, k_shot=args.k_shot,
                        n_query=args.n_query, relabel=args.relabel)
     results = evaluate_rules(rules, dataset, task, args.tasks, args.seed, args.device, not args.no_progress)
-    print(format_table(results, describe_tasks(task, args.tasks, args.seed)))
+    stress = f" (images through {args.transform})" if args.transform else ""
+    print(format_table(results, describe_tasks(task, args.tasks, args.seed) + stress))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "mode": "tasks", "dataset": task.dataset, "split": task.split, "classes": list(task.classes),
             "n_way": task.n_way, "k_shot": task.k_shot, "n_query": task.n_query, "relabel": task.relabel,
-            "tasks": args.tasks, "seed": args.seed, "results": [r.to_json() for r in results]}, indent=2))
+            "tasks": args.tasks, "seed": args.seed, "transform": args.transform,
+            "results": [r.to_json() for r in results]}, indent=2))
     return 0
 
 

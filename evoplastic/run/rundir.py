@@ -29,6 +29,7 @@ import yaml
 
 from evoplastic.config import CONFIG_VERSION, ConfigError, ExperimentConfig, config_from_dict, config_to_dict
 from evoplastic.errors import RunDirError
+from evoplastic.plugins import import_recorded
 from evoplastic.yamlfile import load_yaml
 
 CHECKPOINT = "checkpoint.pt"
@@ -260,6 +261,7 @@ class RunDir:
         return cls(path)
 
     def config(self) -> ExperimentConfig:
+        import_recorded(self._meta_plugins())  # plug-ins the run used, by 'module:attr'
         values = load_yaml(self.path / "config.yaml")
         if not isinstance(values, dict):
             raise RunDirError(f"{self.path / 'config.yaml'} holds no config mapping; restore it from the "
@@ -280,6 +282,12 @@ class RunDir:
             file = self.path / name
             if file.is_file() and (damage := _json_damage(file)):
                 raise RunDirError(f"{file} is damaged ({damage}); {fix}, then resume")
+
+    def _meta_plugins(self) -> dict[str, str]:
+        try:
+            return dict(json.loads((self.path / "meta.json").read_text()).get("plugins") or {})
+        except (OSError, ValueError, AttributeError):
+            return {}
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -1,13 +1,15 @@
 """The paper family's config sections: the plastic network and how few-shot image tasks are drawn.
 
-Plain frozen dataclasses (no torch): the shared schema in evoplastic.config nests them.
+Plain frozen dataclasses (no torch). PaperExperimentConfig is the shared schema plus these sections and
+the paper's extensions of rule, es and adam; SCHEMA registers them with the loader.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from evoplastic.config import AdamConfig, ESConfig, ExperimentConfig, FamilySchema, RuleConfig
 from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.terms import N_TERMS, N_VOCAB
 
@@ -37,6 +39,12 @@ class NetworkConfig:
     feedback: str = "fa"
     """Error pathway: fa (fixed random B), bp (B = W at every step, i.e. backprop) or dfa (direct
     feedback: fixed random D_ℓ carries the output error e_L to every layer)."""
+    input_norm: str = "none"
+    """Per-sample input normalisation before the network: none, unit (each image scaled to L2 norm
+    input_norm_scale) or zscore (zero mean, unit variance over its pixels); makes a rule blind to stroke
+    width and brightness in part."""
+    input_norm_scale: float = 10.0
+    """L2 norm of every image under input_norm=unit (about the mean norm of EMNIST's images)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,70 @@ class TaskConfig:
     NAME@CLASSES restricts one to class ids, e.g. emnist@0-36 keeps 37-46 held out."""
     mixture_weights: tuple[float, ...] = ()
     """Relative probability of each task.mixture dataset; empty: equal."""
+    augment: tuple[str, ...] = ()
+    """Intensity augmentation while meta-training: each task's images go through one transform drawn from
+    these (e.g. [erode:1, dilate:1, contrast:0.5, none]; 'intensity' for the built-in set). Training and
+    evaluation draws alike; evaluate a rule on fixed stress levels with evaluate --transform."""
+
+
+@dataclass(frozen=True)
+class PaperRuleConfig(RuleConfig):
+    """Which plasticity terms are meta-learned, their start values and the L1 weight."""
+
+    terms: str = "pool"
+    """A named rule (fa, bp, bio, ehebb, oja, pool, generated) or term indices such as '0,2,9' (10-33: generated
+    terms, see families/paper/terms.py)."""
+    per_layer: bool = False
+    """One coefficient per term and layer (θ ∈ R^{L×R}, L1 on every entry) instead of one shared rule."""
+    feedback_terms: str = ""
+    """Plastic feedback: the terms of a second rule that updates B (fa) or D (dfa) online — kp (hebb + decay),
+    all, or names/indices of hebb, ee, decay, oja; empty: the feedback stays fixed."""
+    plugin_terms: tuple[str, ...] = ()
+    """Plasticity terms registered with evoplastic.register_term (or 'module:attr'), searched after the
+    built-in and feedback terms: one shared coefficient each, plain batched loop only (es.compile=false)."""
+    theta_init: tuple[float, ...] = ()
+    """Initial θ (paper units), weight terms, then feedback terms, then plug-in terms: every coordinate, or one
+    block that every layer starts from; empty means θ_0 = 1e-3, others 0."""
+
+
+@dataclass(frozen=True)
+class PaperESConfig(ESConfig):
+    """Evolution-strategy settings, with the paper network's search scales and compiled inner loops."""
+
+    term_scale: tuple[float, ...] = ()
+    """Paper units per search unit for each of the 10 terms; empty means built-in defaults."""
+    compile: bool = False
+    """Learn with the fused torch.compile'd step (several times faster on CPU; ~30 s to compile once)."""
+    cuda_graph: bool = False
+    """With compile on CUDA: replay each chunk's whole online phase from one captured CUDA graph."""
+    precision: str = "float32"
+    """float32; tf32 (CUDA matmuls in TF32); bfloat16 or float16 (W stored in 16 bits, needs compile)."""
+    kernel: str = "inductor"
+    """Compiled step on CUDA: inductor (torch.compile fuses it) or triton (one read + write of W per step)."""
+
+
+@dataclass(frozen=True)
+class PaperAdamConfig(AdamConfig):
+    """The paper's gradient outer loop."""
+
+    term_scaled: bool = False
+    """Step in per-term scaled coordinates θ_r / s_r (s from es.term_scale, relative to θ_0's).
+
+    Plain Adam moves every θ_r by about lr per step whatever its natural scale, which for
+    the pool's large terms (T5, T6-T8) wrecks the network in the first step.
+    """
+
+
+@dataclass(frozen=True)
+class PaperExperimentConfig(ExperimentConfig):
+    """An experiment of the paper's family: the shared keys, its network and task sections, its rule space."""
+
+    family: str = "paper"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    rule: PaperRuleConfig = field(default_factory=PaperRuleConfig)
+    es: PaperESConfig = field(default_factory=PaperESConfig)
+    adam: PaperAdamConfig = field(default_factory=PaperAdamConfig)
 
 
 def parse_class_ids(text: str, what: str = "classes") -> tuple[int, ...]:
@@ -95,6 +167,34 @@ def mixture_entry(entry: str) -> tuple[str, tuple[int, ...]]:
     return name, parse_class_ids(classes, f"task.mixture entry {entry!r}: classes")
 
 
+PRECISIONS = ("float32", "tf32", "bfloat16", "float16")
+"""es.precision values (evoplastic.precision implements them)."""
+
+
+AUGMENT_INTENSITY = ("erode:1", "erode:2", "dilate:1", "dilate:2", "contrast:0.3", "contrast:0.5", "contrast:2", "none")
+"""task.augment=[intensity]: thinner, thicker, fainter and brighter strokes, and the images as they are."""
+
+
+def augment_levels(augment: tuple[str, ...]) -> tuple[str, ...]:
+    """task.augment's transforms ('intensity' expanded), each checked; a ValueError names a bad one."""
+    levels = tuple(level for entry in augment for level in (AUGMENT_INTENSITY if entry == "intensity" else (entry,)))
+    for level in levels:
+        name, _, value = level.partition(":")
+        ok = name in ("none", "invert") or (name in ("erode", "dilate") and value.isdigit() and int(value) >= 1) or (
+            name == "contrast" and _positive(value))
+        if not ok:
+            raise ValueError(f"task.augment entry {level!r}: use erode:N, dilate:N (N ≥ 1 steps), contrast:C (C > 0), "
+                             f"invert, none or intensity")
+    return levels
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {key} {value!r}; choose one of: {', '.join(allowed)}")
@@ -102,13 +202,21 @@ def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
 
 def check_differentiable(network: NetworkConfig) -> None:
     """Refuse activations whose error pathway has no useful second derivative (the Adam loop needs one)."""
-    if network.activation not in SMOOTH_ACTIVATIONS:
+    if network.activation in ACTIVATION_NAMES and network.activation not in SMOOTH_ACTIVATIONS:
         raise ValueError(
             f"the Adam outer loop differentiates through σ'(z) in the error pathway, but "
             f"activation {network.activation!r} is not twice differentiable (its σ' is piecewise "
             f"constant, so the meta-gradient through it is zero or undefined). Use outer=es, "
             f"which needs no gradient, or a smooth activation: {', '.join(SMOOTH_ACTIVATIONS)}."
         )
+    if network.activation not in ACTIVATION_NAMES:
+        from evoplastic.plugins import ACTIVATIONS
+
+        if not ACTIVATIONS.get(network.activation).differentiable:
+            raise ValueError(
+                f"the Adam outer loop differentiates through σ'(z), but the plug-in activation "
+                f"{network.activation!r} was registered without derivative_from_output, so it has no gradient to "
+                f"follow. Use outer=es, or register it with derivative_from_output=…")
 
 
 def validate(cfg: Any) -> None:
@@ -116,7 +224,7 @@ def validate(cfg: Any) -> None:
     net, task = cfg.network, cfg.task
     if len(net.dims) < 2 or any(d < 1 for d in net.dims):
         raise ValueError(f"network.dims must be ≥ 2 positive widths, got {list(net.dims)}")
-    _choice(net.activation, ACTIVATION_NAMES, "network.activation")
+    check_activation(net.activation)
     _choice(net.feedback, FEEDBACK_MODES, "network.feedback")
     if not task.pixel_scale >= 0:
         raise ValueError(f"task.pixel_scale must be > 0 (or 0: uint8 / 255), got {task.pixel_scale}")
@@ -137,6 +245,10 @@ def validate(cfg: Any) -> None:
                          "instead, e.g. emnist@0-36")
     for entry in task.mixture:
         mixture_entry(entry)
+    _choice(net.input_norm, ("none", "unit", "zscore"), "network.input_norm")
+    if net.input_norm_scale <= 0:
+        raise ValueError(f"network.input_norm_scale must be > 0, got {net.input_norm_scale}")
+    augment_levels(task.augment)
     space = _rule_space(cfg)
     space.initial(cfg.rule.theta_init)  # raises on a wrong length
     if cfg.es.term_scale and len(cfg.es.term_scale) not in (N_TERMS, N_VOCAB):
@@ -145,14 +257,57 @@ def validate(cfg: Any) -> None:
     if space.feedback_terms and net.feedback == "bp":
         raise ValueError("rule.feedback_terms makes the feedback matrix plastic, but network.feedback=bp has none "
                          "(B is W itself); use network.feedback=fa or dfa, or rule.feedback_terms=''")
+    if space.plugin_terms and space.per_layer:
+        raise ValueError("rule.plugin_terms take one shared coefficient each; set rule.per_layer=false")
     if cfg.es.compile and not space.fusable:
-        raise ValueError("es.compile=true fuses the paper's ten terms only; rule.feedback_terms and generated terms "
-                         "(10+) run the plain batched loop: set es.compile=false")
+        raise ValueError("es.compile=true fuses the paper's ten terms only; rule.feedback_terms, generated terms "
+                         "(10+) and rule.plugin_terms run the plain batched loop: set es.compile=false")
     if space.per_layer and (cfg.es.kernel != "inductor" or cfg.es.cuda_graph):
         raise ValueError("rule.per_layer=true compiles with the Inductor step only; set es.kernel=inductor and "
                          "es.cuda_graph=false")
     if cfg.outer == "adam":
         check_differentiable(net)
+    _check_speed_options(cfg)
+
+
+def check_activation(name: str) -> None:
+    """A built-in activation, a registered one or a 'module:attr' plug-in (imported now, so a typo fails early)."""
+    if name not in ACTIVATION_NAMES:
+        from evoplastic.plugins import ACTIVATIONS
+
+        try:
+            ACTIVATIONS.get(name)
+        except ValueError as err:
+            if ":" in name:
+                raise ValueError(f"network.activation: {err}") from None
+            known = ", ".join([*ACTIVATION_NAMES, *ACTIVATIONS.names()])
+            raise ValueError(f"unknown network.activation {name!r}; choose one of: {known} (or register one, or "
+                             f"name a plug-in as 'module:attr')") from None
+
+
+def _check_speed_options(cfg: Any) -> None:
+    """es.precision and es.cuda_graph act on the compiled float32 loop only; say so instead of ignoring them."""
+    es = cfg.es
+    _choice(es.precision, PRECISIONS, "es.precision")
+    if es.precision != "float32" and cfg.dtype != "float32":
+        raise ValueError(f"es.precision={es.precision} lowers float32 arithmetic; with dtype={cfg.dtype} "
+                         "set es.precision=float32")
+    if es.precision in ("bfloat16", "float16") and not es.compile:
+        raise ValueError(f"es.precision={es.precision} stores weights in 16 bits inside the compiled step; "
+                         "set es.compile=true (or es.precision=float32)")
+    if es.cuda_graph and not es.compile:
+        raise ValueError("es.cuda_graph=true captures the compiled step; set es.compile=true as well")
+    if es.cuda_graph and cfg.device == "cpu":
+        raise ValueError("es.cuda_graph=true needs a GPU; set device=cuda (or auto), or es.cuda_graph=false")
+    _choice(es.kernel, ("inductor", "triton"), "es.kernel")
+    missing = [fix for fix, ok in (("es.compile=true", es.compile), ("device=cuda (or auto)", cfg.device != "cpu"),
+                                   ("dtype=float32", cfg.dtype == "float32")) if not ok]
+    if es.kernel == "triton" and missing:
+        raise ValueError(f"es.kernel=triton replaces the compiled step on a GPU, in float32 arithmetic; set "
+                         f"{' and '.join(missing)}, or es.kernel=inductor")
+    if es.compile and cfg.network.activation not in ACTIVATION_NAMES:
+        raise ValueError(f"es.compile=true fuses the built-in activations only; network.activation="
+                         f"{cfg.network.activation} is a plug-in: set es.compile=false")
 
 
 def _rule_space(cfg: Any) -> RuleSpace:
@@ -160,5 +315,11 @@ def _rule_space(cfg: Any) -> RuleSpace:
     try:
         return RuleSpace.from_config(cfg)
     except ValueError as err:
-        key = "rule.feedback_terms" if "feedback term" in str(err) else "rule.terms"
+        key = ("rule.feedback_terms" if "feedback term" in str(err) else
+               "rule.plugin_terms" if "plasticity term" in str(err) else "rule.terms")
         raise ValueError(f"{key}: {err}") from None
+
+
+SCHEMA = FamilySchema(name="paper", config_class=PaperExperimentConfig, validate=validate,
+                      implementation="evoplastic.families.paper.family:FAMILY")
+"""The paper family as the config loader sees it (registered in evoplastic.families)."""

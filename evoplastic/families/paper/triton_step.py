@@ -55,6 +55,7 @@ def _row_pass_kernel(
     Writes those rows to out (WRITE), z_r = row·v to z (DOT) and Σ_r a_r row to u[m, s] (ACT).
     """
     m = tl.program_id(0).to(tl.int64)  # pair offsets exceed 2^31 elements at large N
+    param = tl.cast(act_param, tl.float32)  # torch.compile passes a Python float as fp64: keep the arithmetic float32
     s = tl.program_id(1)
     col = tl.arange(0, BLOCK_C)
     col_ok = col < cols
@@ -101,13 +102,13 @@ def _row_pass_kernel(
             u = u * rescale
             run_max = new_max
         if ACT == 3:  # softplus(z; β) = (max(βz, 0) + log(1 + e^{-|βz|})) / β, z itself above the threshold
-            t = act_param * z
-            soft = (tl.maximum(t, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(t)))) / act_param
+            t = param * z
+            soft = (tl.maximum(t, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(t)))) / param
             a = tl.where(t > 20.0, z, soft)
         if ACT == 4:
             a = tl.maximum(z, 0.0)
         if ACT == 5:
-            a = tl.where(z > 0, z, z * act_param)
+            a = tl.where(z > 0, z, z * param)
         if ACT == 6:
             a = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
         if ACT == 7:
