@@ -108,8 +108,8 @@ def rank_device(cfg: ExperimentConfig, world: World) -> torch.device:
 def apply_threads(cfg: ExperimentConfig) -> int:
     """Set torch's intra-op threads of this process (each MPI rank is one): cfg.threads, else the default.
 
-    The default is $OMP_NUM_THREADS when set, else 1: the networks are small, and on a loaded machine
-    extra threads per process cost several times their gain (docs/performance.md has the measurement);
+    The default is $OMP_NUM_THREADS when set, else 1: the networks are small, and on a shared 2-core
+    machine two threads made the paper's Adam episode 20-80 times slower than one (interleaved A/B);
     more cores are used by more MPI ranks.
     """
     threads = cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
