@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", add_help=False, help="report.md + plots comparing runs (e.g. ES vs Adam)")
 
     p = sub.add_parser("data", add_help=False, help="download a named dataset (emnist, mnist, fashion-mnist) into "
-                                                   "the data directory")
+                                                   "the data directory, or cut the offline EMNIST subset "
+                                                   "(emnist-subset)")
 
     p = sub.add_parser("bench", help="speed: 'bench' runs everything as ratios; 'bench inner', 'bench mpi', "
                                      "'bench spaces' scan one part (each has --help)",
