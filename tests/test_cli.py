@@ -246,8 +246,12 @@ def test_read_only_run_dir_on_resume_is_a_clear_error(tmp_path, capsys, monkeypa
 def test_interrupt_prints_the_run_to_resume(tmp_path, capsys, monkeypatch):
     from evoplastic.run.rundir import RunDir
 
-    def interrupted(self, state):
-        raise KeyboardInterrupt
+    real_save = RunDir.save_checkpoint
+
+    def interrupted(self, state):  # after the first checkpoint: there is something to resume
+        if state["step"] > 1:
+            raise KeyboardInterrupt
+        real_save(self, state)
 
     monkeypatch.setattr(RunDir, "save_checkpoint", interrupted)
     assert main(["train", "configs/quickstart.yaml", *TINY, "--runs-dir", str(tmp_path), "--no-progress"]) == 130

@@ -25,7 +25,7 @@ import torch
 
 from evoplastic.analysis import evaluate
 from evoplastic.analysis.evaluate import Rule, RuleEvaluation
-from evoplastic.analysis.report import family_settings, sign_convention, smooth, training_curve
+from evoplastic.analysis.report import family_settings, sign_convention, smooth, training_curve, writing_output
 from evoplastic.analysis.tables import grouped_tables
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.evaluation import EvaluateSettings
@@ -619,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = load_runs(args.runs)
         out = args.out or Path("reports") / f"{time.strftime('%Y%m%d-%H%M%S')}_compare"
-        report = write_report(runs, out, args)
+        with writing_output(out, "the comparison report"):
+            report = write_report(runs, out, args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"evoplastic compare: error: {err}", file=sys.stderr)
         return 2

@@ -60,6 +60,9 @@ class TaskConfig:
     else ~/.cache/evoplastic."""
     download: bool = False
     """Allow torchvision to download a missing dataset."""
+    pixel_scale: float = 0.0
+    """The stored pixel value that means full intensity (e.g. 16 for 0-16 digits); 0: 255 for uint8 images, else
+    the images must already lie in [0, 1]. Values outside [0, 1] after scaling are refused."""
     n_way: int = 5
     k_shot: int = 50
     """Training images per class, presented once, shuffled, one at a time."""
@@ -223,6 +226,8 @@ def validate(cfg: Any) -> None:
         raise ValueError(f"network.dims must be ≥ 2 positive widths, got {list(net.dims)}")
     check_activation(net.activation)
     _choice(net.feedback, FEEDBACK_MODES, "network.feedback")
+    if not task.pixel_scale >= 0:
+        raise ValueError(f"task.pixel_scale must be > 0 (or 0: uint8 / 255), got {task.pixel_scale}")
     for key in ("n_way", "k_shot", "n_query"):
         if getattr(task, key) < 1:
             raise ValueError(f"task.{key} must be ≥ 1, got {getattr(task, key)}")

@@ -47,7 +47,7 @@ class PaperFamily:
     def build_problem(self, cfg: ExperimentConfig, device: torch.device | None = None) -> PaperProblem:
         """Load the dataset and make the problem of an experiment."""
         t = cfg.task
-        samplers = [TaskSampler(load_dataset(name, t.data_dir, t.split, t.download),
+        samplers = [TaskSampler(load_dataset(name, t.data_dir, t.split, t.download, t.pixel_scale),
                                 replace(t, classes=classes) if classes else t)
                     for name, classes in map(mixture_entry, t.mixture or (t.dataset,))]
         sampler = MixtureSampler(samplers, t.mixture_weights) if t.mixture else samplers[0]

@@ -228,7 +228,8 @@ def held_out_classes(rules: list[Rule], dataset: Dataset) -> tuple[int, ...]:
 def load_eval_dataset(rule: Rule, name: str | None = None, split: str | None = None) -> Dataset:
     """The evaluation dataset: ``name`` or the rule's meta-training dataset, read as its run did."""
     task = rule.config.task
-    return load_dataset(name or task.dataset, task.data_dir, split or task.split, task.download)
+    return load_dataset(name or task.dataset, task.data_dir, split or task.split, task.download,
+                        task.pixel_scale)
 
 
 def task_config(rule: Rule, dataset: Dataset, classes: tuple[int, ...], split: str | None = None,
