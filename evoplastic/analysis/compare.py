@@ -30,15 +30,10 @@ from evoplastic.analysis.tables import grouped_tables
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.evaluation import EvaluateSettings
 from evoplastic.families import get_family, theta_space
-from evoplastic.families.paper.config import PaperRuleConfig
 from evoplastic.stats import mean_ci95_seeds
 
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
 """Metric key and axis label of each x axis of the learning curves."""
-THETA_NOTES = {"paper": ("paper units, ΔW = -Σ θ_r T_r",
-                         "Paper units and sign convention, ΔW = -Σ_r θ_r T_r; '—': term not searched. The authors' "
-                         "public code flips the sign of Oja's term: its θ_9 is minus ours.")}
-"""Per family: the θ axis's units and the note above the θ table (default: the family's sign convention)."""
 MAX_PANELS = 12
 """θ trajectory panels at most: rules with more coordinates (MLP weights) show the largest final ones."""
 PAPER_ONLY_OPTIONS = ("eval_dataset", "eval_split", "eval_classes", "eval_n_way")
@@ -154,13 +149,12 @@ def _save(fig, out: Path) -> Path:
 
 
 def coordinates(runs: list[RunRecord]) -> list[tuple[str, str]]:
-    """(label, formula) of each row of the θ table. Paper family: its whole ten-term pool, searched or not,
-    when some run has a shared rule, then the other coordinates some run searched: generated terms, per-layer
-    θ_r@W2, feedback φ_hebb. Other families: every coordinate some run searched, in first-seen order."""
+    """(label, formula) of each row of the θ table: the rows the runs' θ spaces list as their reference
+    (the paper family's whole ten-term pool for a shared rule, searched or not), then every other coordinate
+    some run searched (generated terms, per-layer θ_r@W2, feedback φ_hebb), in first-seen order."""
     seen: dict[str, str] = {}
-    if runs[0].family == "paper" and any("@" not in label for run in runs for label in run.labels):
-        pool = theta_space(replace(runs[0].config, rule=PaperRuleConfig(terms="pool")))
-        seen.update(zip(pool.labels, pool.formulas))  # a shared rule's rows: the whole pool, searched or not
+    for run in runs:
+        seen.update((label, formula) for label, formula in theta_space(run.config).reference if label not in seen)
     for run in runs:
         for label, formula in zip(run.labels, run.formulas):
             seen.setdefault(label, formula)
@@ -176,8 +170,7 @@ def searched(runs: list[RunRecord]) -> list[str]:
 
 def theta_units(runs: list[RunRecord]) -> str:
     """Units of the θ axes: the family's note, else its sign convention."""
-    notes = THETA_NOTES.get(runs[0].family)
-    return notes[0] if notes else sign_convention(runs[0].config)
+    return theta_space(runs[0].config).units or sign_convention(runs[0].config)
 
 
 def plot_theta_bars(runs: list[RunRecord], out: Path) -> Path:
@@ -399,9 +392,8 @@ def theta_table(runs: list[RunRecord]) -> str:
 
 def theta_note(runs: list[RunRecord]) -> str:
     """What the θ table's numbers mean: the family's note, else its sign convention."""
-    notes = THETA_NOTES.get(runs[0].family)
-    return notes[1] if notes else (f"Sign convention `{sign_convention(runs[0].config)}`; '—': not searched "
-                                   f"by that run.")
+    return theta_space(runs[0].config).note or (f"Sign convention `{sign_convention(runs[0].config)}`; '—': not "
+                                                 f"searched by that run.")
 
 
 def evaluation_table(results: list[RuleEvaluation]) -> str:

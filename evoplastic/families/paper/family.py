@@ -18,6 +18,12 @@ from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.tasks import MixtureSampler, TaskSampler
 from evoplastic.families.paper.terms import VOCAB_FORMULAS, VOCAB_SCALE
 
+THETA_UNITS = "paper units, ΔW = -Σ θ_r T_r"
+THETA_NOTE = ("Paper units and sign convention, ΔW = -Σ_r θ_r T_r; '—': term not searched. The authors' public "
+              "code flips the sign of Oja's term: its θ_9 is minus ours.")
+POOL = RuleSpace(tuple(range(10)), 1)
+"""The paper's ten shared terms: the rows of a θ table of shared rules, searched or not."""
+
 
 class PaperFamily:
     """Shervani-Tabar & Rosenbaum: a feed-forward network learning M-way image tasks online."""
@@ -42,6 +48,9 @@ class PaperFamily:
             # relative to θ_0's scale, so that θ_0, θ_2 and θ_9 keep the paper's step size
             adam_scales=tuple(s / theta_0_scale for s in scales) if cfg.adam.term_scaled else (),
             no_gradient_reason=reason,
+            units=THETA_UNITS,
+            note=THETA_NOTE,
+            reference=() if space.per_layer else tuple(zip(POOL.labels(), POOL.formulas())),
         )
 
     def build_problem(self, cfg: ExperimentConfig, device: torch.device | None = None) -> PaperProblem:
