@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every k-cap (seed 004) figure of the README, from scratch: trains the runs of configs/kcap/ into
 # runs/kcap/ and writes the evaluation tables to docs/results/kcap/ (*.md; the per-task *.json are
-# not committed). About 1.5 hours on one CPU core (the MLP runs take an hour of it). Usage: bash experiments/kcap.sh [train|evaluate|variants|all] (default all).
+# not committed). About 1.5 hours on one CPU core (the MLP runs take an hour of it). Usage: bash experiments/kcap.sh [train|evaluate|controls|variants|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -64,6 +64,19 @@ PY
   python experiments/kcap_tables.py "$OUT" > "$OUT/summary.md"  # the README's tables
 }
 
+controls() {  # every rule beside the start rule (hebb 0.01) and θ = 0 on the same tasks (paired)
+  local pool=("$(run es_pool_seed1)" "$(run es_pool_seed2)" "$(run es_pool_seed3)")
+  for labels in 1 2 5 10 20; do
+    python experiments/kcap_controls.py "${pool[@]}" "$(run quickstart)" --tasks 100 \
+      --set kcap.labels_per_class=$labels --json "$OUT/controls_L$labels.json" > "$OUT/controls_L$labels.md"
+  done
+  for held in moons circles blobs; do
+    python experiments/kcap_controls.py "$(run holdout_$held)" "${pool[0]}" --tasks 100 \
+      --set "kcap.datasets=[$held]" --json "$OUT/holdout_$held.json" > "$OUT/holdout_$held.md"
+  done
+  python experiments/kcap_tables.py "$OUT" > "$OUT/summary.md"
+}
+
 variants() {  # is it the network, not the rule? the es_pool search on shallower and wider k-cap RNNs
   evoplastic train configs/kcap/es_pool.yaml name=t0 kcap.recurrent_steps=0 "kcap.plastic=[M_in]" \
     final_eval_tasks=30 --runs-dir "$RUNS" --no-progress
@@ -81,6 +94,7 @@ case "${1:-all}" in
   train-rest) train_rest ;;
   evaluate) evaluate ;;
   variants) variants ;;
+  controls) controls ;;
   all) train; evaluate; variants ;;
-  *) echo "usage: $0 [train|evaluate|variants|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [train|evaluate|controls|variants|all]" >&2; exit 2 ;;
 esac

@@ -1,7 +1,10 @@
-"""The README's k-cap tables from the JSON files experiments/kcap.sh writes into docs/results/kcap/.
+"""The k-cap tables of docs/kcap.md from the JSON files experiments/kcap.sh writes into docs/results/kcap/.
 
-python experiments/kcap_tables.py [DIR] prints markdown: mean probe accuracy (%) ± 95 % CI over
-100 tasks per cell, and, where rows are seeds of one config, the mean over seeds ± their spread.
+python experiments/kcap_tables.py [DIR] prints markdown. Absolute cells: mean probe accuracy (%)
+± 95 % CI over the tasks of a dataset (100 per cell). A learned rule is shown as its paired
+difference to the untuned start rule (hebb 0.01) on the same tasks, ± the 95 % CI of that
+difference over tasks; where rows are seeds of one config, the spread of their differences
+over seeds (standard deviation of the per-seed means) is a separate, labelled column.
 """
 
 from __future__ import annotations
@@ -12,99 +15,138 @@ import re
 import sys
 from pathlib import Path
 
+START, ZERO = "kcap:hebb=0.01", "kcap:hebb=0"
+UNTRAINED, RAW = "untrained k-cap RNN", "raw 10-D input"
+DATASETS = ("moons", "circles", "blobs")
 SEED_PAPER_EMD = {"moons": (0.1415, 0.285), "blobs": (0.565, 0.4635), "circles": (0.0205, 0.121)}
-"""Seed 004's Fig. 2 EMD, (RNN, MLP) autoencoders."""
+"""Balwani, Gupta & Shu's Fig. 2 EMD, (RNN, MLP) autoencoders."""
 
 
 def load(directory: Path, name: str) -> dict:
     return json.loads((directory / f"{name}.json").read_text())
 
 
-def cell(data: dict, label: str, dataset: str, metric: str = "probe_accuracy") -> tuple[float, float]:
-    """Mean and 95 % CI half-width of one row's metric over one dataset's tasks."""
+def values(data: dict, label: str, dataset: str, metric: str = "probe_accuracy") -> list[float | None]:
+    """One row's per-task metric on one dataset's tasks, in task order (None where not finite)."""
     group = data["group_names"].index(dataset)
     row = next(r for r in data["rows"] if r["label"] == label)
-    values = [v for v, g in zip(row[metric], data["groups"]) if g == group and v is not None and math.isfinite(v)]
-    mean = sum(values) / len(values)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
-    return mean, 1.96 * sd / math.sqrt(len(values))
+    return [v if v is not None and math.isfinite(v) else None for v, g in zip(row[metric], data["groups"])
+            if g == group]
 
 
-def seeds(data: dict, pattern: str) -> list[str]:
+def mean_ci(xs: list[float]) -> tuple[float, float]:
+    """Mean and 95 % CI half-width (normal approximation) over the finite values."""
+    n = len(xs)
+    mean = sum(xs) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else float("nan")
+    return mean, 1.96 * sd / math.sqrt(n)
+
+
+def cell(data: dict, label: str, dataset: str, metric: str = "probe_accuracy") -> tuple[float, float]:
+    """Mean and 95 % CI over one dataset's tasks of one row."""
+    return mean_ci([v for v in values(data, label, dataset, metric) if v is not None])
+
+
+def paired(data: dict, label: str, control: str, dataset: str, metric: str = "probe_accuracy") -> tuple[float, float]:
+    """Mean and 95 % CI over tasks of label − control on the same tasks (tasks where both are finite)."""
+    a, b = values(data, label, dataset, metric), values(data, control, dataset, metric)
+    return mean_ci([x - y for x, y in zip(a, b) if x is not None and y is not None])
+
+
+def fmt(mean_ci_: tuple[float, float], scale: float = 100, digits: int = 1, sign: bool = False) -> str:
+    mean = f"{scale * mean_ci_[0]:+.{digits}f}" if sign else f"{scale * mean_ci_[0]:.{digits}f}"
+    return f"{mean} ± {scale * mean_ci_[1]:.{digits}f}"
+
+
+def seed_spread(data: dict, labels: list[str], dataset: str, control: str = START) -> str:
+    """Mean over seed rows of their paired differences, and the standard deviation of those means over seeds."""
+    means = [100 * paired(data, label, control, dataset)[0] for label in labels]
+    mean = sum(means) / len(means)
+    sd = math.sqrt(sum((m - mean) ** 2 for m in means) / (len(means) - 1)) if len(means) > 1 else 0.0
+    return f"{mean:+.1f} (SD {sd:.1f} over {len(means)} seeds)"
+
+
+def matching(data: dict, pattern: str) -> list[str]:
     return [r["label"] for r in data["rows"] if re.search(pattern, r["label"])]
 
 
-def over_seeds(data: dict, labels: list[str], dataset: str, metric: str = "probe_accuracy", scale: float = 100,
-               digits: int = 1) -> str:
-    """Mean over seed rows of their per-dataset means, ± the seeds' standard deviation."""
-    means = [scale * cell(data, label, dataset, metric)[0] for label in labels]
-    mean = sum(means) / len(means)
-    spread = math.sqrt(sum((m - mean) ** 2 for m in means) / (len(means) - 1)) if len(means) > 1 else 0.0
-    return f"{mean:.{digits}f} (± {spread:.{digits}f} over {len(means)} seeds)" if len(means) > 1 \
-        else f"{mean:.{digits}f}"
-
-
-def fmt(mean_ci: tuple[float, float], scale: float = 100, digits: int = 1) -> str:
-    return f"{scale * mean_ci[0]:.{digits}f} ± {scale * mean_ci[1]:.{digits}f}"
-
-
-def autoencoder_table(directory: Path) -> str:
-    data = load(directory, "baselines")
-    lines = ["| dataset | RNN AE EMD | MLP AE EMD | seed's EMD (RNN / MLP) | RNN AE probe % | MLP AE probe % | "
-             "learned k-cap EMD | untrained k-cap EMD |", "|---|---|---|---|---|---|---|---|"]
-    rnn, mlp = "backprop RNN autoencoder (tanh)", "backprop MLP autoencoder (tanh)"
-    learned = seeds(data, r"es_pool_seed\d")
-    for d in ("moons", "blobs", "circles"):
-        lines.append(f"| {d} | {fmt(cell(data, rnn, d, 'emd'), 1, 3)} | {fmt(cell(data, mlp, d, 'emd'), 1, 3)} | "
-                     f"{SEED_PAPER_EMD[d][0]} / {SEED_PAPER_EMD[d][1]} | {fmt(cell(data, rnn, d))} | "
-                     f"{fmt(cell(data, mlp, d))} | {over_seeds(data, learned, d, 'emd', 1, 3)} | "
-                     f"{fmt(cell(data, 'untrained k-cap RNN', d, 'emd'), 1, 3)} |")
+def controls_table(data: dict, groups: list[tuple[str, str]]) -> str:
+    """Controls as absolute accuracies; each learned rule as Δ to the start rule ± task CI; seed spread apart."""
+    lines = ["| row | " + " | ".join(DATASETS) + " |", "|---|" + "---|" * len(DATASETS)]
+    for name, label in (("raw 10-D input (no network)", RAW), ("untrained k-cap RNN", UNTRAINED),
+                        ("θ = 0 (row normalisation only)", ZERO), ("**start rule** (hebb 0.01, untuned)", START)):
+        lines.append(f"| {name} | " + " | ".join(fmt(cell(data, label, d)) for d in DATASETS) + " |")
+    for name, pattern in groups:
+        labels = matching(data, pattern)
+        for label in labels:
+            lines.append(f"| {name}: {label}, Δ to start | "
+                         + " | ".join(fmt(paired(data, label, START, d), sign=True) for d in DATASETS) + " |")
+        if len(labels) > 1:
+            lines.append(f"| {name}: spread over seeds of Δ | "
+                         + " | ".join(seed_spread(data, labels, d) for d in DATASETS) + " |")
     return "\n".join(lines)
 
 
-def labels_table(directory: Path) -> str:
-    lines = ["| L per class | dataset | learned rule (ES, 3 seeds) | untrained k-cap RNN | raw 10-D input |",
-             "|---|---|---|---|---|"]
+def labels_table(directory: Path, pattern: str) -> str:
+    lines = ["| L | dataset | raw 10-D | untrained | θ = 0 | start rule | learned (ES) Δ to start, per seed ± task CI | "
+             "spread over seeds |", "|---|---|---|---|---|---|---|---|"]
     for labels in (1, 2, 5, 10, 20):
-        data = load(directory, f"labels_{labels}")
-        learned = seeds(data, r"es_pool_seed\d")
-        for d in ("moons", "circles", "blobs"):
-            lines.append(f"| {labels} | {d} | {over_seeds(data, learned, d)} | "
-                         f"{fmt(cell(data, 'untrained k-cap RNN', d))} | {fmt(cell(data, 'raw 10-D input', d))} |")
+        try:
+            data = load(directory, f"controls_L{labels}")
+        except FileNotFoundError:
+            continue
+        learned = matching(data, pattern)
+        for d in DATASETS:
+            per_seed = "; ".join(fmt(paired(data, label, START, d), sign=True) for label in learned)
+            lines.append(f"| {labels} | {d} | {fmt(cell(data, RAW, d))} | {fmt(cell(data, UNTRAINED, d))} | "
+                         f"{fmt(cell(data, ZERO, d))} | {fmt(cell(data, START, d))} | {per_seed} | "
+                         f"{seed_spread(data, learned, d)} |")
     return "\n".join(lines)
 
 
 def holdout_table(directory: Path) -> str:
-    lines = ["| held-out dataset | rule meta-trained without it | rule meta-trained on all three (seed 1) | "
-             "untrained k-cap RNN | raw 10-D input |", "|---|---|---|---|---|"]
-    for d in ("moons", "circles", "blobs"):
+    lines = ["| held-out dataset | start rule | rule meta-trained without it, Δ to start | rule meta-trained on all "
+             "three (seed 1), Δ to start | untrained | raw 10-D |", "|---|---|---|---|---|---|"]
+    for d in DATASETS:
         data = load(directory, f"holdout_{d}")
-        held, full = data["rows"][0]["label"], data["rows"][1]["label"]
-        lines.append(f"| {d} | {fmt(cell(data, held, d))} | {fmt(cell(data, full, d))} | "
-                     f"{fmt(cell(data, 'untrained k-cap RNN', d))} | {fmt(cell(data, 'raw 10-D input', d))} |")
+        held, full = matching(data, rf"holdout_{d}")[0], matching(data, r"es_pool_seed1")[0]
+        lines.append(f"| {d} | {fmt(cell(data, START, d))} | {fmt(paired(data, held, START, d), sign=True)} | "
+                     f"{fmt(paired(data, full, START, d), sign=True)} | {fmt(cell(data, UNTRAINED, d))} | "
+                     f"{fmt(cell(data, RAW, d))} |")
     return "\n".join(lines)
 
 
-def outer_loop_table(directory: Path) -> str:
-    data = load(directory, "outer_loops")
-    groups = [("ES (CMA-ES), 4-term pool", r"es_pool_seed\d"), ("the seed's look-ahead gradient loop (Adam), "
-              "4-term pool", r"gradient_seed\d"), ("ES, MLP rule (41 weights)", r"es_mlp_seed\d")]
-    lines = ["| outer loop, rule | moons | circles | blobs | all |", "|---|---|---|---|---|"]
-    for name, pattern in groups:
-        labels = seeds(data, pattern)
-        if labels:
-            cells = [over_seeds(data, labels, d) for d in ("moons", "circles", "blobs")]
-            overall = sum(100 * cell(data, label, d)[0] for label in labels for d in ("moons", "circles", "blobs"))
-            lines.append(f"| {name} | {' | '.join(cells)} | {overall / (3 * len(labels)):.1f} |")
+def autoencoder_table(directory: Path) -> str:
+    data = load(directory, "baselines")
+    rnn, mlp = "backprop RNN autoencoder (tanh)", "backprop MLP autoencoder (tanh)"
+    learned = matching(data, r"es_pool_seed\d")
+    lines = ["| dataset | RNN AE EMD | MLP AE EMD | paper's EMD (RNN / MLP) | RNN AE probe % | MLP AE probe % | "
+             "start rule probe % | learned (ES) probe %, Δ to start | start rule EMD | untrained EMD |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for d in ("moons", "blobs", "circles"):
+        lines.append(f"| {d} | {fmt(cell(data, rnn, d, 'emd'), 1, 3)} | {fmt(cell(data, mlp, d, 'emd'), 1, 3)} | "
+                     f"{SEED_PAPER_EMD[d][0]} / {SEED_PAPER_EMD[d][1]} | {fmt(cell(data, rnn, d))} | "
+                     f"{fmt(cell(data, mlp, d))} | {fmt(cell(data, START, d))} | {seed_spread(data, learned, d)} | "
+                     f"{fmt(cell(data, START, d, 'emd'), 1, 3)} | {fmt(cell(data, UNTRAINED, d, 'emd'), 1, 3)} |")
     return "\n".join(lines)
+
+
+def json_table(directory: Path, name: str, groups: list[tuple[str, str]]) -> str:
+    return controls_table(load(directory, name), groups)
+
+
+POOL = [("ES, 4-term pool", r"es_pool_seed\d"), ("quickstart", r"quickstart")]
 
 
 def main(argv: list[str]) -> None:
     directory = Path(argv[0]) if argv else Path("docs/results/kcap")
-    for title, table in (("Backprop autoencoders (claim i), L = 5", autoencoder_table),
-                         ("Probe accuracy (%) against labels per class (claim ii)", labels_table),
-                         ("Generalisation to a dataset never meta-trained on (claim iii), L = 5", holdout_table),
-                         ("Outer loops and rule forms at 3,840 inner-loop episodes each, L = 5", outer_loop_table)):
+    sections = [
+        ("Controls and learned rules, L = 5", lambda d: json_table(d, "controls_L5", POOL)),
+        ("Probe accuracy (%) against labels per class", lambda d: labels_table(d, r"es_pool_seed\d")),
+        ("Generalisation to a dataset never meta-trained on, L = 5", holdout_table),
+        ("Backprop autoencoders, L = 5", autoencoder_table),
+    ]
+    for title, table in sections:
         try:
             print(f"### {title}\n\n{table(directory)}\n")
         except FileNotFoundError as err:

@@ -31,6 +31,8 @@ HAND = {  # T_r for M, pre, post above, worked out by hand
     "oja": [[2 - 4, 4 - 8, 0 - 12], [-1 - 4, -2 - 5, 0 - 6]],  # post preᵀ - diag(post²) M
     "covariance": [[0, 1.5, -1.5], [0, -1.5, 1.5]],  # (post - 0.5)(pre - 1)ᵀ
     "gated_decay": [[4, 8, 12], [4, 5, 6]],
+    "hebb_near": [[4, 2, 6], [-2, -1, -3]],  # post (pre_{j-1} + pre_{j+1})ᵀ, cyclic: (2, 1, 3)
+    "hebb_far": [[4, 2, 6], [-2, -1, -3]],  # with 3 inputs distance 2 is distance 1 the other way
 }
 
 

@@ -23,6 +23,11 @@ def _centred(v: torch.Tensor) -> torch.Tensor:
     return v - v.mean(-1, keepdim=True)
 
 
+def _neighbours(v: torch.Tensor, distance: int) -> torch.Tensor:
+    """v_{j-d} + v_{j+d} at every j along the last dim (cyclic)."""
+    return torch.roll(v, distance, -1) + torch.roll(v, -distance, -1)
+
+
 @dataclass(frozen=True)
 class Term:
     """T = left ⊗ right(pre) + diag(row(post)) M, for one (pre, post) pair; either part may be absent."""
@@ -54,6 +59,10 @@ POOL: dict[str, Term] = {t.name: t for t in (
     # Heterosynaptic depression of an active unit's inputs; Oja = hebb - gated_decay, so this lets
     # θ weigh Oja's growth and decay parts separately.
     Term("gated_decay", "diag(post^2) M", 1e-2, row=lambda post: post**2),
+    # A wider presynaptic field (Balwani, Gupta & Shu's extended Hebbian update): synapse (i, j) also
+    # sees the presynaptic units next to j in index order, at distance 1 (near) or 2 (far), cyclically.
+    Term("hebb_near", "post (pre_{j-1} + pre_{j+1})^T", 1e-2, "post", lambda pre: _neighbours(pre, 1)),
+    Term("hebb_far", "post (pre_{j-2} + pre_{j+2})^T", 1e-2, "post", lambda pre: _neighbours(pre, 2)),
 )}
 """The pool's terms by name; ΔM = Σ_r θ_r T_r."""
 assert tuple(POOL) == POOL_TERMS, "config.POOL_TERMS must list rules.POOL in order"
