@@ -14,7 +14,8 @@ DATASETS = ("moons", "circles", "blobs")
 MATRICES = ("M_in", "M_rec")
 """Matrices a rule may make plastic, in θ-block order; M_out is the closed-form read-out."""
 
-POOL_TERMS = ("hebb", "post", "pre", "decay", "oja", "covariance", "gated_decay", "hebb_near", "hebb_far")
+POOL_TERMS = ("hebb", "post", "pre", "decay", "oja", "covariance", "gated_decay", "hebb_near", "hebb_far",
+              "auto")
 """Names of the pool's terms, in index order (rules.POOL holds their formulas)."""
 
 RULE_FORMS = ("pool", "mlp")

@@ -44,6 +44,8 @@ class Term:
     """Per-row coefficient on M from post (..., b)."""
 
 
+SELF = "pre_self"
+"""Left factor that is the presynaptic activity itself (square matrices only)."""
 LEFT: dict[str, Fn] = {"post": lambda post: post, "one": torch.ones_like, "centred_post": _centred}
 
 POOL: dict[str, Term] = {t.name: t for t in (
@@ -63,6 +65,9 @@ POOL: dict[str, Term] = {t.name: t for t in (
     # sees the presynaptic units next to j in index order, at distance 1 (near) or 2 (far), cyclically.
     Term("hebb_near", "post (pre_{j-1} + pre_{j+1})^T", 1e-2, "post", lambda pre: _neighbours(pre, 1)),
     Term("hebb_far", "post (pre_{j-2} + pre_{j+2})^T", 1e-2, "post", lambda pre: _neighbours(pre, 2)),
+    # Coincidence of two units' activity in the same step (M_rec only: pre and post are both x_t); it
+    # makes each code drive itself, so the recurrence keeps what x_1 encodes instead of scrambling it.
+    Term("auto", "pre pre^T (M_rec; 0 for M_in)", 1e-1, SELF, lambda pre: pre),
 )}
 """The pool's terms by name; ΔM = Σ_r θ_r T_r."""
 assert tuple(POOL) == POOL_TERMS, "config.POOL_TERMS must list rules.POOL in order"
@@ -166,8 +171,11 @@ def pool_delta(theta: torch.Tensor, terms: tuple[str, ...], M: torch.Tensor,
     n_pairs = pre.shape[1]
     rights: dict[str, torch.Tensor] = {}
     row = None
+    square = pre.shape[-1] == post.shape[-1]
     for r, name in enumerate(terms):
         term, coef = POOL[name], theta[:, r].view(-1, 1, 1)
+        if term.left == SELF and not square:
+            continue  # no same-step postsynaptic activity for M_in: the term is zero there
         if term.left is not None:
             part = coef * term.right(pre)
             rights[term.left] = rights[term.left] + part if term.left in rights else part
@@ -176,7 +184,7 @@ def pool_delta(theta: torch.Tensor, terms: tuple[str, ...], M: torch.Tensor,
             row = part if row is None else row + part
     delta = torch.zeros_like(M) if row is None else row.mean(1).unsqueeze(2) * M
     if rights:
-        left = torch.cat([LEFT[key](post) for key in rights], 1)  # (N, K·P, b)
+        left = torch.cat([pre if key == SELF else LEFT[key](post) for key in rights], 1)  # (N, K·P, b)
         right = torch.cat(list(rights.values()), 1)  # (N, K·P, a)
         delta = delta + torch.matmul(left.transpose(1, 2), right) / n_pairs
     return delta
