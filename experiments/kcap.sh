@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every k-cap (seed 004) figure of the README, from scratch: trains the runs of configs/kcap/ into
+# Every k-cap (Balwani, Gupta & Shu) figure of the README, from scratch: trains the runs of configs/kcap/ into
 # runs/kcap/ and writes the evaluation tables to docs/results/kcap/ (*.md; the per-task *.json are
 # not committed). About 1.5 hours on one CPU core (the MLP runs take an hour of it). Usage: bash experiments/kcap.sh [train|evaluate|controls|variants|all] (default all).
 set -euo pipefail
@@ -43,7 +43,7 @@ evaluate() {
     evoplastic evaluate "$(run holdout_$held)" "${pool[0]}" --tasks 100 --no-progress \
       --set "kcap.datasets=[$held]" --json "$OUT/holdout_$held.json" > "$OUT/holdout_$held.md"
   done
-  # ES vs the seed's gradient loop, and the term pool vs the MLP rule, at equal inner-loop episodes
+  # ES vs the paper's gradient loop, and the term pool vs the MLP rule, at equal inner-loop episodes
   evoplastic evaluate "${pool[@]}" "${grad[@]}" "${mlp[@]}" --tasks 100 --no-progress --no-baselines \
     --json "$OUT/outer_loops.json" > "$OUT/outer_loops.md"
   # report.md + plots of ES against the gradient loop (curves against steps, seconds and episodes)

@@ -1,4 +1,4 @@
-"""Two of Balwani, Gupta & Shu's claims on identical tasks: code degeneracy (§5.2) and the cross-entropy read-out (§5.3).
+"""Balwani, Gupta & Shu's claims on identical tasks: code degeneracy (§5.2), the cross-entropy read-out (§5.3).
 
     python experiments/kcap_claims.py RULE... [--set key=value ...] [--tasks 100] [--json OUT]
 
@@ -17,14 +17,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from kcap_controls import load_rule  # noqa: E402 — sibling script
 
 from evoplastic.config import load_config, override_config
 from evoplastic.families.kcap.loop import learn
 from evoplastic.families.kcap.metrics import distinct_codes, logistic_probe, mask_diverged, probe
 from evoplastic.families.kcap.network import encode
 from evoplastic.families.kcap.problem import KcapProblem
-
-from kcap_controls import load_rule  # noqa: E402 — sibling script
 
 LABELS = (1, 2, 5, 10, 20)
 

@@ -88,8 +88,8 @@ def controls_table(data: dict, groups: list[tuple[str, str]]) -> str:
 
 
 def labels_table(directory: Path, pattern: str) -> str:
-    lines = ["| L | dataset | raw 10-D | untrained | θ = 0 | start rule | learned (ES) Δ to start, per seed ± task CI | "
-             "spread over seeds |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| L | dataset | raw 10-D | untrained | θ = 0 | start rule | learned (ES) Δ to start, per seed "
+             "± task CI | spread over seeds |", "|---|---|---|---|---|---|---|---|"]
     for labels in (1, 2, 5, 10, 20):
         try:
             data = load(directory, f"controls_L{labels}")

@@ -1,4 +1,4 @@
-"""Settings of the k-cap RNN family (seed 004): data, network, rule space and meta-objective.
+"""Settings of the k-cap RNN family (Balwani, Gupta & Shu): data, network, rule space and meta-objective.
 
 One frozen dataclass is schema and defaults; ``validate`` names the bad key and the fix.
 """
@@ -70,7 +70,7 @@ class KcapConfig:
     objective: str = "probe_loss"
     """Meta-loss the outer loop minimises: probe_loss, probe_error, ae_mse or emd."""
     lookahead_points: int = 16
-    """Stream positions the seed's one-step look-ahead loss (baselines) averages over."""
+    """Stream positions the paper's one-step look-ahead loss (baselines) averages over."""
     input_bias: float = 0.0
     """Value b of a constant input unit appended to x_0 (0: none). Without it the code is scale-invariant,
     a_k(M_in c x) = a_k(M_in x) for c > 0, so it sees only the input's direction (circles differ only in

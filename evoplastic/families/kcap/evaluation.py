@@ -1,4 +1,4 @@
-"""Rules and the seed's baselines scored on identical fresh tasks: what ``evoplastic evaluate`` shows for k-cap runs.
+"""Rules and the paper's baselines scored on identical fresh tasks: what ``evoplastic evaluate`` shows for k-cap runs.
 
 Every row — each rule, the untrained k-cap RNN, the raw 10-D input and (optionally) the backprop
 RNN and MLP autoencoders — sees the same tasks, drawn in blocks from (seed, block) only, so rows
@@ -26,7 +26,7 @@ METRICS = ("probe_accuracy", "probe_loss", "ae_mse", "emd")
 """Scores every row reports (NaN where a row has none, e.g. the raw input's read-out MSE)."""
 AUTOENCODERS = {"backprop RNN autoencoder (tanh)": AutoencoderConfig(kind="rnn"),
                 "backprop MLP autoencoder (tanh)": AutoencoderConfig(kind="mlp")}
-"""The seed's Fig. 2 comparison: same widths and depth, smooth activation, Adam on the task's stream."""
+"""The paper's Fig. 2 comparison: same widths and depth, smooth activation, Adam on the task's stream."""
 
 
 @dataclass

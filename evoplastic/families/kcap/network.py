@@ -1,4 +1,4 @@
-"""The k-cap RNN of seed 004: x_1 = a_k(M_in x_0), x_t = a_k(M_rec x_{t-1}), latent x_{T+1}, read-out M_out.
+"""The k-cap RNN of Balwani, Gupta & Shu: x_1 = a_k(M_in x_0), x_t = a_k(M_rec x_{t-1}), latent x_{T+1}, read-out M_out.
 
 Every tensor carries the batch axis N (one network per (θ, task) pair); inputs are (N, B, n).
 """

@@ -1,4 +1,4 @@
-"""The θ space of the k-cap family: a pool of named local terms, or the seed's tiny MLP f_θ(pre_j, post_i, M_ij).
+"""The θ space of the k-cap family: a pool of named local terms, or the paper's tiny MLP f_θ(pre_j, post_i, M_ij).
 
 Sign convention: ΔM = +Σ_r θ_r T_r (θ_hebb > 0 potentiates, θ_decay < 0 shrinks M), unlike the
 paper system's ΔW = -Σ θ_r T_r. A matrix sees P (pre, post) pairs per sample (P = 1 for M_in,
