@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every k-cap (Balwani, Gupta & Shu) figure of the README, from scratch: trains the runs of configs/kcap/ into
 # runs/kcap/ and writes the evaluation tables to docs/results/kcap/ (*.md; the per-task *.json are
-# not committed). About 1.5 hours on one CPU core (the MLP runs take an hour of it). Usage: bash experiments/kcap.sh [train|evaluate|controls|variants|all] (default all).
+# not committed). About 1.5 hours on one CPU core (the MLP runs take an hour of it). Usage: bash experiments/kcap.sh [train|evaluate|controls|bias|target|claims|variants|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -77,6 +77,31 @@ controls() {  # every rule beside the start rule (hebb 0.01) and θ = 0 on the s
   python experiments/kcap_tables.py "$OUT" > "$OUT/summary.md"
 }
 
+bias() {  # the constant input unit: controls and baselines in networks with input_bias b
+  for b in 1 3 6; do
+    python experiments/kcap_controls.py --tasks 100 --set kcap.input_bias=$b --json "$OUT/bias_$b.json" \
+      > "$OUT/bias_$b.md"
+  done
+}
+
+target() {  # the rule space where meta-learning matters (configs/kcap/bias_auto.yaml), 3 seeds, paired
+  evoplastic train configs/kcap/bias_auto.yaml --seeds 1-3 --runs-dir "$RUNS" --no-progress
+  python experiments/kcap_controls.py "$(run bias_auto_seed1)" "$(run bias_auto_seed2)" "$(run bias_auto_seed3)" \
+    --tasks 100 --set kcap.input_bias=3 --json "$OUT/target.json" > "$OUT/target.md"
+}
+
+claims() {  # §5.2 (wider presynaptic field) and §5.3 (cross-entropy read-out against labels)
+  evoplastic train configs/kcap/field.yaml --seeds 1-3 --runs-dir "$RUNS" --no-progress
+  for s in 1 2 3; do
+    evoplastic train configs/kcap/field.yaml name=hebb_only "kcap.terms=[hebb]" seed=$s --runs-dir "$RUNS" \
+      --no-progress
+  done
+  local field=("$(run field_seed1)" "$(run field_seed2)" "$(run field_seed3)")
+  python experiments/kcap_claims.py "$(run es_pool_seed1)" "$(run es_pool_seed2)" "$(run es_pool_seed3)" \
+    kcap:hebb=0.01 kcap:hebb=0 "${field[@]}" $(ls -d "$RUNS"/*_hebb_only | tail -n 3) \
+    --tasks 100 --json "$OUT/claims.json" > "$OUT/claims.md"
+}
+
 variants() {  # is it the network, not the rule? the es_pool search on shallower and wider k-cap RNNs
   evoplastic train configs/kcap/es_pool.yaml name=t0 kcap.recurrent_steps=0 "kcap.plastic=[M_in]" \
     final_eval_tasks=30 --runs-dir "$RUNS" --no-progress
@@ -95,6 +120,9 @@ case "${1:-all}" in
   evaluate) evaluate ;;
   variants) variants ;;
   controls) controls ;;
-  all) train; evaluate; variants ;;
-  *) echo "usage: $0 [train|evaluate|controls|variants|all]" >&2; exit 2 ;;
+  bias) bias ;;
+  target) target ;;
+  claims) claims ;;
+  all) train; evaluate; controls; bias; target; claims; variants ;;
+  *) echo "usage: $0 [train|evaluate|controls|bias|target|claims|variants|all]" >&2; exit 2 ;;
 esac

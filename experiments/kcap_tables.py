@@ -131,11 +131,70 @@ def autoencoder_table(directory: Path) -> str:
     return "\n".join(lines)
 
 
+def bias_table(directory: Path) -> str:
+    """Controls in networks with a constant input unit of value b (b = 0: the paper's network)."""
+    lines = ["| input_bias b | row | " + " | ".join(DATASETS) + " |", "|---|---|" + "---|" * len(DATASETS)]
+    for b, name in ((0, "controls_L5"), (1, "bias_1"), (3, "bias_3"), (6, "bias_6")):
+        try:
+            data = load(directory, name)
+        except FileNotFoundError:
+            continue
+        for row, label in (("untrained", UNTRAINED), ("θ = 0", ZERO), ("start rule", START)):
+            lines.append(f"| {b} | {row} | " + " | ".join(fmt(cell(data, label, d)) for d in DATASETS) + " |")
+    return "\n".join(lines)
+
+
+def target_verdict(data: dict, pattern: str) -> str:
+    """Per seed: Δ moons and blobs to the start (≥ 5 points?) and circles' accuracy (> 60 %?)."""
+    out = []
+    for label in matching(data, pattern):
+        dm, db = (100 * paired(data, label, START, d)[0] for d in ("moons", "blobs"))
+        circles = 100 * cell(data, label, "circles")[0]
+        ok = dm >= 5 and db >= 5 and circles > 60
+        out.append(f"- {label}: Δ moons {dm:+.1f}, Δ blobs {db:+.1f}, circles {circles:.1f} % — "
+                   f"{'meets' if ok else 'misses'} the target")
+    return "\n".join(out)
+
+
+def claims_tables(directory: Path) -> str:
+    """§5.3: cross-entropy read-out against L; §5.2: accuracy and distinct codes, plain vs wider field."""
+    rows = load(directory, "claims")["rows"]
+    learned = [k for k in rows if re.search(r"es_pool_seed\d", k)]
+    head = "| dataset | representation | " + " | ".join(f"L = {L}" for L in (1, 2, 5, 10, 20)) + " |"
+    lines = ["Cross-entropy (logistic) read-out, query accuracy (%), mean ± 95 % CI over 100 tasks:", "",
+             head, "|---|---|" + "---|" * 5]
+    show = [("raw 10-D input", RAW), ("untrained k-cap RNN", UNTRAINED), ("θ = 0", ZERO), ("start rule", START)]
+    for d in DATASETS:
+        for name, key in show:
+            lines.append(f"| {d} | {name} | " + " | ".join(
+                fmt(mean_ci(rows[key][d][f"ce_L{L}"])) for L in (1, 2, 5, 10, 20)) + " |")
+        for key in learned:
+            diffs = lambda L, key=key, d=d: [a - b for a, b in zip(rows[key][d][f"ce_L{L}"],
+                                                                rows[START][d][f"ce_L{L}"])]
+            lines.append(f"| {d} | {key}, Δ to start | " + " | ".join(
+                fmt(mean_ci(diffs(L)), sign=True) for L in (1, 2, 5, 10, 20)) + " |")
+    field = [k for k in rows if re.search(r"field", k)]
+    plain = [k for k in rows if re.search(r"hebb_only", k)]
+    lines += ["", "Wider presynaptic field against plain Hebb (ridge probe, L = 5; distinct codes among the 200 "
+              "query latents; mean over the runs' seeds, 100 tasks):", "",
+              "| dataset | space | runs | accuracy % | distinct codes |", "|---|---|---|---|---|"]
+    for d in DATASETS:
+        for name, keys in (("start rule", [START]), ("plain hebb (ES)", plain), ("hebb + near + far (ES)", field)):
+            if not keys:
+                continue
+            acc = [sum(rows[k][d]["ridge_L5"]) / len(rows[k][d]["ridge_L5"]) for k in keys]
+            codes = [sum(rows[k][d]["distinct_codes"]) / len(rows[k][d]["distinct_codes"]) for k in keys]
+            lines.append(f"| {d} | {name} | {len(keys)} | " + ", ".join(f"{100 * a:.1f}" for a in acc)
+                         + " | " + ", ".join(f"{c:.1f}" for c in codes) + " |")
+    return "\n".join(lines)
+
+
 def json_table(directory: Path, name: str, groups: list[tuple[str, str]]) -> str:
     return controls_table(load(directory, name), groups)
 
 
 POOL = [("ES, 4-term pool", r"es_pool_seed\d"), ("quickstart", r"quickstart")]
+TARGET = r"t4pm_b3_seed\d|bias_auto_seed\d"
 
 
 def main(argv: list[str]) -> None:
@@ -145,6 +204,15 @@ def main(argv: list[str]) -> None:
         ("Probe accuracy (%) against labels per class", lambda d: labels_table(d, r"es_pool_seed\d")),
         ("Generalisation to a dataset never meta-trained on, L = 5", holdout_table),
         ("Backprop autoencoders, L = 5", autoencoder_table),
+        ("The constant input unit: controls by input_bias, L = 5", bias_table),
+        ("Earlier searches in the paper's network (θ from docs/results/kcap/theta.md), L = 5",
+         lambda d: json_table(d, "search_b0", [("rule", r"^kcap:(?!hebb=0)")])),
+        ("Searches in the network with input_bias = 3, L = 5",
+         lambda d: json_table(d, "search_b3", [("ES", r"_s\d|_a8pm|_s7pm|_s4")])),
+        ("Research target: bias_auto space, input_bias = 3, L = 5",
+         lambda d: json_table(d, "target", [("ES, bias_auto", TARGET)]) + "\n\n"
+         + target_verdict(load(d, "target"), TARGET)),
+        ("The paper's §5.2 and §5.3", claims_tables),
     ]
     for title, table in sections:
         try:
