@@ -19,6 +19,7 @@ train() {
 }
 
 train_rest() {  # what follows the MLP run, when that one runs in another process
+  evoplastic train configs/kcap/quickstart.yaml --runs-dir "$RUNS" --no-progress
   evoplastic train configs/kcap/es_pool_l1.yaml --runs-dir "$RUNS" --no-progress
   for held in moons circles blobs; do
     evoplastic train configs/kcap/holdout_$held.yaml --runs-dir "$RUNS" --no-progress
@@ -67,13 +68,15 @@ PY
 controls() {  # every rule beside the start rule (hebb 0.01) and θ = 0 on the same tasks (paired)
   local pool=("$(run es_pool_seed1)" "$(run es_pool_seed2)" "$(run es_pool_seed3)")
   for labels in 1 2 5 10 20; do
-    python experiments/kcap_controls.py "${pool[@]}" "$(run quickstart)" --tasks 100 \
+    python experiments/kcap_controls.py "${pool[@]}" "$(run kcap_quickstart)" --tasks 100 \
       --set kcap.labels_per_class=$labels --json "$OUT/controls_L$labels.json" > "$OUT/controls_L$labels.md"
   done
   for held in moons circles blobs; do
     python experiments/kcap_controls.py "$(run holdout_$held)" "${pool[0]}" --tasks 100 \
       --set "kcap.datasets=[$held]" --json "$OUT/holdout_$held.json" > "$OUT/holdout_$held.md"
   done
+  python experiments/kcap_controls.py "${pool[@]}" --autoencoders --tasks 100 --json "$OUT/baselines.json" \
+    > "$OUT/baselines.md"  # ~4 minutes of backprop training on one free core
   python experiments/kcap_tables.py "$OUT" > "$OUT/summary.md"
 }
 

@@ -70,6 +70,22 @@ def matching(data: dict, pattern: str) -> list[str]:
     return [r["label"] for r in data["rows"] if re.search(pattern, r["label"])]
 
 
+SHORT = {
+    "kcap:hebb=0.0329,covariance=0.01256,oja=0.02178,decay=-0.001549": "look-ahead gradient loop (Adam), seed 1",
+    "kcap:hebb=0.0311,covariance=0.006189,oja=0.02006,decay=-0.001169": "look-ahead gradient loop (Adam), seed 2",
+    "kcap:hebb=0.0272,covariance=0.003322,oja=0.01615,decay=-0.001672": "look-ahead gradient loop (Adam), seed 3",
+}
+"""Display names of the coefficient rules typed from docs/results/kcap/theta.md (4 significant digits)."""
+
+
+def short(label: str) -> str:
+    if label in SHORT:
+        return SHORT[label]
+    if label.startswith("kcap:in.hebb=0.05717"):
+        return "ES, all 7 terms per matrix, L1 (es_pool_l1)"
+    return label
+
+
 def controls_table(data: dict, groups: list[tuple[str, str]]) -> str:
     """Controls as absolute accuracies; each learned rule as Δ to the start rule ± task CI; seed spread apart."""
     lines = ["| row | " + " | ".join(DATASETS) + " |", "|---|" + "---|" * len(DATASETS)]
@@ -79,7 +95,7 @@ def controls_table(data: dict, groups: list[tuple[str, str]]) -> str:
     for name, pattern in groups:
         labels = matching(data, pattern)
         for label in labels:
-            lines.append(f"| {name}: {label}, Δ to start | "
+            lines.append(f"| {name}: {short(label)}, Δ to start | "
                          + " | ".join(fmt(paired(data, label, START, d), sign=True) for d in DATASETS) + " |")
         if len(labels) > 1:
             lines.append(f"| {name}: spread over seeds of Δ | "
@@ -206,7 +222,7 @@ def main(argv: list[str]) -> None:
         ("Backprop autoencoders, L = 5", autoencoder_table),
         ("The constant input unit: controls by input_bias, L = 5", bias_table),
         ("Earlier searches in the paper's network (θ from docs/results/kcap/theta.md), L = 5",
-         lambda d: json_table(d, "search_b0", [("rule", r"^kcap:(?!hebb=0)")])),
+         lambda d: json_table(d, "search_b0", [("4-term pool", r"^kcap:hebb=0\.0\d\d"), ("14 terms", r"^kcap:in\.")])),
         ("Searches in the network with input_bias = 3, L = 5",
          lambda d: json_table(d, "search_b3", [("ES", r"_s\d|_a8pm|_s7pm|_s4")])),
         ("Research target: bias_auto space, input_bias = 3, L = 5",
