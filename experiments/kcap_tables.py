@@ -160,6 +160,18 @@ def bias_table(directory: Path) -> str:
     return "\n".join(lines)
 
 
+def delta_table(data: dict, pattern: str, control: str, name: str) -> str:
+    """Each matching rule's paired difference to one control, ± task CI; spread over seeds apart."""
+    labels = matching(data, pattern)
+    lines = [f"| rule, Δ to {name} | " + " | ".join(DATASETS) + " |", "|---|" + "---|" * len(DATASETS)]
+    for label in labels:
+        lines.append(f"| {label} | " + " | ".join(fmt(paired(data, label, control, d), sign=True) for d in DATASETS)
+                     + " |")
+    lines.append("| spread over seeds of Δ | " + " | ".join(seed_spread(data, labels, d, control) for d in DATASETS)
+                 + " |")
+    return "\n".join(lines)
+
+
 def target_verdict(data: dict, pattern: str) -> str:
     """Per seed: Δ moons and blobs to the start (≥ 5 points?) and circles' accuracy (> 60 %?)."""
     out = []
@@ -224,10 +236,17 @@ def main(argv: list[str]) -> None:
         ("Earlier searches in the paper's network (θ from docs/results/kcap/theta.md), L = 5",
          lambda d: json_table(d, "search_b0", [("4-term pool", r"^kcap:hebb=0\.0\d\d"), ("14 terms", r"^kcap:in\.")])),
         ("Searches in the network with input_bias = 3, L = 5",
-         lambda d: json_table(d, "search_b3", [("ES", r"_s\d|_a8pm|_s7pm|_s4")])),
+         lambda d: json_table(d, "search_b3", [("7 terms per matrix", r"_s7pm_b3"), ("4 terms shared", r"_s4_b3"),
+                                                 ("8 terms per matrix (with auto)", r"_a8pm_b3_seed")])),
         ("Research target: bias_auto space, input_bias = 3, L = 5",
          lambda d: json_table(d, "target", [("ES, bias_auto", TARGET)]) + "\n\n"
          + target_verdict(load(d, "target"), TARGET)),
+        ("The same space in the network with input_bias = 6, L = 5",
+         lambda d: json_table(d, "target_b6", [("ES, bias_auto at b = 6", r"bias6_auto_seed\d")]) + "\n\n"
+         + target_verdict(load(d, "target_b6"), r"bias6_auto_seed\d")),
+        ("Learned rules against θ = 0 (no plasticity beyond normalisation), same tasks",
+         lambda d: delta_table(load(d, "target"), TARGET, ZERO, "θ = 0, b = 3") + "\n\n"
+         + delta_table(load(d, "target_b6"), r"bias6_auto_seed\d", ZERO, "θ = 0, b = 6")),
         ("The paper's §5.2 and §5.3", claims_tables),
     ]
     for title, table in sections:
