@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     cfg = override_config(load_config(args.config), args.set)
     rules = [load_rule(text, cfg) for text in [START, ZERO, *args.rule]]
-    evaluated = evaluate(cfg, rules, args.tasks, args.seed, True, args.autoencoders)
+    evaluated = evaluate(cfg, rules, args.tasks, args.seed, True, args.autoencoders, controls=True)
     data = {"mode": "family", "family": "kcap", "tasks": args.tasks, "seed": args.seed, "overrides": args.set,
             **rows_to_json(evaluated)}
     if args.json:

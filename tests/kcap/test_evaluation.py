@@ -1,4 +1,4 @@
-"""The family's evaluation adds the control rules (untuned start, θ = 0) to every table with baselines."""
+"""The family's evaluation adds the control rules (untuned start, θ = 0) when asked."""
 
 from dataclasses import replace
 
@@ -14,11 +14,13 @@ SMALL = ExperimentConfig(family="kcap", kcap=KcapConfig(n_unlabelled=12, n_query
 
 def test_controls_follow_the_baselines_once_and_score_like_the_same_rule():
     label, theta, kcap = parse_rule("kcap:hebb=0.01", SMALL.kcap)
-    rows = evaluate(SMALL, [("mine", torch.tensor(theta), replace(SMALL, kcap=kcap))], 2, 0, True).rows
+    rows = evaluate(SMALL, [("mine", torch.tensor(theta), replace(SMALL, kcap=kcap))], 2, 0, True, controls=True).rows
     labels = [r[0] for r in rows]
     assert labels == ["mine", "untrained k-cap RNN", "raw 10-D input", *CONTROLS]
     scores = dict(rows)
     assert torch.equal(scores["mine"]["probe_loss"], scores["kcap:hebb=0.01"]["probe_loss"])
-    again = evaluate(SMALL, [(label, torch.tensor(theta), replace(SMALL, kcap=kcap))], 2, 0, True).rows
+    again = evaluate(SMALL, [(label, torch.tensor(theta), replace(SMALL, kcap=kcap))], 2, 0, True,
+                     controls=True).rows
     assert [r[0] for r in again] == [label, "untrained k-cap RNN", "raw 10-D input", "kcap:hebb=0"]
-    assert [r[0] for r in evaluate(SMALL, [], 1, 0, baselines=False).rows] == []
+    assert [r[0] for r in evaluate(SMALL, [], 1, 0, baselines=False, controls=True).rows] == [*CONTROLS]
+    assert "kcap:hebb=0" not in [r[0] for r in evaluate(SMALL, [], 1, 0).rows]  # off by default

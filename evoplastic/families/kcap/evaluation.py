@@ -55,7 +55,7 @@ def _rule_problem(problem: KcapProblem, own: ExperimentConfig | None) -> KcapPro
 
 
 CONTROLS = ("kcap:hebb=0.01", "kcap:hebb=0")
-"""Control rules every table with baselines shows: the untuned start every search begins from
+"""Control rules a table shows with controls=True: the untuned start every search begins from
 (hebb 0.01, the rest 0) and θ = 0 (row normalisation only); learned rules are judged against the first."""
 
 
@@ -71,7 +71,7 @@ def control_rules(cfg: ExperimentConfig, rules: list[tuple]) -> list[tuple]:
 
 
 def _block_rows(problem: KcapProblem, batch: KcapBatch, rules: list[tuple], baselines: bool,
-                autoencoders: bool, block: str) -> list[tuple[str, dict[str, torch.Tensor]]]:
+                autoencoders: bool, block: str, controls: bool = False) -> list[tuple[str, dict[str, torch.Tensor]]]:
     """Every row's scores on one block of tasks."""
     cfg, tasks = problem.kcap, batch.tasks
     score = lambda chosen: [(label, _rule_problem(problem, own[0] if own else None).pair_scores(
@@ -81,6 +81,7 @@ def _block_rows(problem: KcapProblem, batch: KcapBatch, rules: list[tuple], base
         with torch.no_grad():
             rows.append(("untrained k-cap RNN", untrained_scores(tasks, batch.init, cfg)))
             rows.append(("raw 10-D input", raw_scores(tasks, cfg)))
+    if controls:
         rows += score(control_rules(problem.cfg, rules))
     if autoencoders:
         for label, ae in AUTOENCODERS.items():
@@ -90,11 +91,12 @@ def _block_rows(problem: KcapProblem, batch: KcapBatch, rules: list[tuple], base
 
 
 def evaluate(cfg: ExperimentConfig, rules: list[tuple], n_tasks: int = 100, seed: int = 0,
-             baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> Evaluated:
+             baselines: bool = True, autoencoders: bool = False, device: str = "cpu",
+             controls: bool = False) -> Evaluated:
     """Scores (T,) of each (label, θ (R,)[, its config]) rule and the baselines on n_tasks tasks of each dataset.
 
-    With baselines, the control rules (CONTROLS: the untuned start and θ = 0, those not among the rules)
-    follow the untrained network and the raw input.
+    With controls, the control rules (CONTROLS: the untuned start and θ = 0, those not among the rules)
+    follow the baselines.
 
     Tasks of dataset d, block b depend only on (seed, d, b): adding a dataset or a row changes no other cell.
     """
@@ -107,7 +109,7 @@ def evaluate(cfg: ExperimentConfig, rules: list[tuple], n_tasks: int = 100, seed
         problem = KcapProblem(one)
         for block, start in enumerate(range(0, n_tasks, TASK_BLOCK)):
             batch = problem.draw(f"{name}/{block}", PURPOSE, min(TASK_BLOCK, n_tasks - start))
-            blocks.append(_block_rows(problem, batch, rules, baselines, autoencoders, f"{name}/{block}"))
+            blocks.append(_block_rows(problem, batch, rules, baselines, autoencoders, f"{name}/{block}", controls))
             groups.append(torch.full((batch.n_tasks,), DATASETS.index(name), dtype=torch.long))
     rows = []
     for i, (label, _) in enumerate(blocks[0]):
