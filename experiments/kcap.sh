@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every k-cap (Balwani, Gupta & Shu) figure of the README, from scratch: trains the runs of configs/kcap/ into
 # runs/kcap/ and writes the evaluation tables to docs/results/kcap/ (*.md; the per-task *.json are
-# not committed). About 1.5 hours on one CPU core (the MLP runs take an hour of it). Usage: bash experiments/kcap.sh [train|evaluate|controls|bias|target|claims|variants|all] (default all).
+# not committed). About 1.5 hours on one CPU core for train + evaluate (the MLP runs take an hour of it);
+# controls ~10 min, bias ~3 min, target ~40 min (three 60-generation runs), claims ~25 min on one free core.
+# Usage: bash experiments/kcap.sh [train|evaluate|controls|bias|target|claims|variants|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
