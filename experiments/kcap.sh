@@ -93,6 +93,13 @@ target() {  # the rule space where meta-learning matters (configs/kcap/bias_auto
   evoplastic train configs/kcap/bias_auto.yaml --seeds 1-3 --runs-dir "$RUNS" --no-progress
   python experiments/kcap_controls.py "$(run bias_auto_seed1)" "$(run bias_auto_seed2)" "$(run bias_auto_seed3)" \
     --tasks 100 --set kcap.input_bias=3 --json "$OUT/target.json" > "$OUT/target.md"
+  # the same space meta-trained on moons and blobs only: circles becomes a held-out dataset
+  for s in 1 2 3; do
+    evoplastic train configs/kcap/bias_auto.yaml name=bias_auto_mb_seed$s "kcap.datasets=[moons,blobs]" seed=$s \
+      --runs-dir "$RUNS" --no-progress
+  done
+  python experiments/kcap_controls.py "$(run bias_auto_mb_seed1)" "$(run bias_auto_mb_seed2)" \
+    "$(run bias_auto_mb_seed3)" --tasks 100 --set kcap.input_bias=3 --json "$OUT/target_mb.json" > "$OUT/target_mb.md"
 }
 
 claims() {  # §5.2 (wider presynaptic field) and §5.3 (cross-entropy read-out against labels)

@@ -244,6 +244,10 @@ def main(argv: list[str]) -> None:
         ("The same space in the network with input_bias = 6, L = 5",
          lambda d: json_table(d, "target_b6", [("ES, bias_auto at b = 6", r"bias6_auto_seed\d")]) + "\n\n"
          + target_verdict(load(d, "target_b6"), r"bias6_auto_seed\d")),
+        ("The same space at input_bias = 3, meta-trained on moons and blobs only (circles held out), L = 5",
+         lambda d: json_table(d, "target_mb", [("ES, bias_auto, moons + blobs", r"bias_auto_mb_seed\d")])
+         + "\n\n" + target_verdict(load(d, "target_mb"), r"bias_auto_mb_seed\d") + "\n\n"
+         + delta_table(load(d, "target_mb"), r"bias_auto_mb_seed\d", ZERO, "θ = 0, b = 3")),
         ("Learned rules against θ = 0 (no plasticity beyond normalisation), same tasks",
          lambda d: delta_table(load(d, "target"), TARGET, ZERO, "θ = 0, b = 3") + "\n\n"
          + delta_table(load(d, "target_b6"), r"bias6_auto_seed\d", ZERO, "θ = 0, b = 6")),
