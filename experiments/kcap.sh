@@ -100,6 +100,16 @@ target() {  # the rule space where meta-learning matters (configs/kcap/bias_auto
   done
   python experiments/kcap_controls.py "$(run bias_auto_mb_seed1)" "$(run bias_auto_mb_seed2)" \
     "$(run bias_auto_mb_seed3)" --tasks 100 --set kcap.input_bias=3 --json "$OUT/target_mb.json" > "$OUT/target_mb.md"
+  # the probe error as meta-objective (3 seeds), and a 150-generation budget (one seed)
+  for s in 1 2 3; do
+    evoplastic train configs/kcap/bias_auto.yaml name=bias_auto_err_seed$s kcap.objective=probe_error seed=$s \
+      --runs-dir "$RUNS" --no-progress
+  done
+  evoplastic train configs/kcap/bias_auto.yaml name=bias_auto_long_seed1 steps=150 seed=1 --runs-dir "$RUNS" --no-progress
+  python experiments/kcap_controls.py "$(run bias_auto_err_seed1)" "$(run bias_auto_err_seed2)" \
+    "$(run bias_auto_err_seed3)" --tasks 100 --set kcap.input_bias=3 --json "$OUT/target_err.json" > "$OUT/target_err.md"
+  python experiments/kcap_controls.py "$(run bias_auto_long_seed1)" --tasks 100 --set kcap.input_bias=3 \
+    --json "$OUT/target_long.json" > "$OUT/target_long.md"
 }
 
 claims() {  # §5.2 (wider presynaptic field) and §5.3 (cross-entropy read-out against labels)

@@ -248,6 +248,12 @@ def main(argv: list[str]) -> None:
          lambda d: json_table(d, "target_mb", [("ES, bias_auto, moons + blobs", r"bias_auto_mb_seed\d")])
          + "\n\n" + target_verdict(load(d, "target_mb"), r"bias_auto_mb_seed\d") + "\n\n"
          + delta_table(load(d, "target_mb"), r"bias_auto_mb_seed\d", ZERO, "θ = 0, b = 3")),
+        ("The same space at input_bias = 3 with the probe error as meta-objective, L = 5",
+         lambda d: json_table(d, "target_err", [("ES, bias_auto, probe error", r"bias_auto_err_seed\d")])
+         + "\n\n" + target_verdict(load(d, "target_err"), r"bias_auto_err_seed\d")),
+        ("The same space at input_bias = 3, 150 generations, L = 5",
+         lambda d: json_table(d, "target_long", [("ES, bias_auto, 150 gens", r"bias_auto_long_seed\d")])
+         + "\n\n" + target_verdict(load(d, "target_long"), r"bias_auto_long_seed\d")),
         ("Learned rules against θ = 0 (no plasticity beyond normalisation), same tasks",
          lambda d: delta_table(load(d, "target"), TARGET, ZERO, "θ = 0, b = 3") + "\n\n"
          + delta_table(load(d, "target_b6"), r"bias6_auto_seed\d", ZERO, "θ = 0, b = 6")),
