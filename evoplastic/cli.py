@@ -83,7 +83,10 @@ def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> None:
     from evoplastic.analysis.report import plot_run
 
     plot_run(run)
-    theta = ", ".join(f"{v:.6g}" for v in summary.theta)
+    from evoplastic.families import theta_space
+
+    labels = theta_space(cfg).labels
+    theta = ", ".join(f"{label}={v:.6g}" for label, v in zip(labels, summary.theta))
     print(f"final θ = [{theta}]")
     print(f"query accuracy on {cfg.final_eval_tasks} fresh tasks: {100 * summary.accuracy:.2f} % "
           f"± {100 * summary.accuracy_ci95:.2f} (95 % CI)")

@@ -73,3 +73,11 @@ def test_tensorboard_callback_writes_scalars(quick_run, tmp_path):
         board(record)
     board.close()
     assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+
+
+def test_kcap_coefficient_rules_evaluate_beside_the_controls():
+    ev = ep.evaluate("kcap:hebb=0.01", tasks=2, controls=True)
+    labels = [row.label for row in ev.rows]
+    assert labels[0] == "kcap:hebb=0.01" and "kcap:hebb=0" in labels and "untrained k-cap RNN" in labels
+    with pytest.raises(ValueError, match="unknown evaluation setting"):
+        ep.evaluate("kcap:hebb=0.01", tasks=2, dataset="emnist")

@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--repeats", type=int, default=1, help="--stream: independent streams and initial weights (1)")
     paper.add_argument("--plot", type=Path, metavar="PATH", help="--stream: write the accuracy curve as PNG")
     kcap = p.add_argument_group("k-cap family (its settings, e.g. labels per class, go through --set kcap.KEY=VALUE)")
+    kcap.add_argument("--controls", action="store_true",
+                      help="also score the untuned start rule (hebb 0.01) and θ = 0 on the same tasks")
     kcap.add_argument("--autoencoders", action="store_true",
                       help="also train the backprop RNN and MLP autoencoders on every task (about 4 minutes for "
                            "100 tasks on 2 CPU cores)")
@@ -207,7 +209,7 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
             args.json.write_text(json.dumps({"mode": "family", "family": family_name, **evaluation.to_json()}))
         return 0
     evaluated = grouped(cfg, [(label, theta, own) for label, own, theta in rules], args.tasks, args.seed,
-                        args.baselines, args.autoencoders, args.device)
+                        args.baselines, args.autoencoders, args.device, args.controls)
     print(f"{args.tasks} fresh tasks, seed={args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
     print(grouped_tables(evaluated, tuple(m.name for m in family.metrics)))
     if args.json:

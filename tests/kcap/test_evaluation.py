@@ -4,12 +4,11 @@ from dataclasses import replace
 
 import torch
 
-from evoplastic.config import ExperimentConfig
-from evoplastic.families.kcap.config import KcapConfig
+from evoplastic.families.kcap.config import KcapConfig, KcapExperimentConfig
 from evoplastic.families.kcap.evaluation import CONTROLS, evaluate
 from evoplastic.families.kcap.rulespec import parse_rule
 
-SMALL = ExperimentConfig(family="kcap", kcap=KcapConfig(n_unlabelled=12, n_query=5, n_hidden=12, cap=3))
+SMALL = KcapExperimentConfig(kcap=KcapConfig(n_unlabelled=12, n_query=5, n_hidden=12, cap=3))
 
 
 def test_controls_follow_the_baselines_once_and_score_like_the_same_rule():

@@ -9,9 +9,12 @@ import torch
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule
 from evoplastic.core.family import ThetaSpace
+from evoplastic.families.kcap.config import KcapExperimentConfig
 from evoplastic.families.kcap.evaluation import Evaluated, evaluate
 from evoplastic.families.kcap.problem import KcapProblem
 from evoplastic.families.kcap.rules import POOL, initial_theta, theta_labels, theta_scales, theta_size
+from evoplastic.families.kcap.rulespec import is_rule_spec
+from evoplastic.families.kcap.rulespec import parse_rule as parse_coefficients
 
 
 def _formula(label: str) -> str:
@@ -59,6 +62,7 @@ class KcapFamily:
             "normalise": k.normalise,
             "objective": k.objective,
             "n_hidden": k.n_hidden,
+            "input_bias": k.input_bias,
             "cap": k.cap,
         }
 
@@ -69,13 +73,14 @@ class KcapFamily:
     def evaluate(self, cfg: ExperimentConfig, rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation:
         """The rules beside the untrained network, the raw input and (options autoencoders=True) backprop
         autoencoders, all on cfg's tasks; settings.tasks per dataset."""
-        unknown = sorted(set(settings.options) - {"autoencoders"})
+        unknown = sorted(set(settings.options) - {"autoencoders", "controls"})
         if unknown:
             raise ValueError(f"unknown evaluation setting(s) {', '.join(unknown)} for the kcap family; known: "
-                             f"autoencoders")
+                             f"autoencoders, controls")
         evaluated = self.evaluate_rows(cfg, [(r.label, torch.tensor(r.theta, dtype=torch.float64), r.config)
                                              for r in rules], settings.tasks, settings.seed, settings.baselines,
-                                       bool(settings.options.get("autoencoders")), settings.device)
+                                       bool(settings.options.get("autoencoders")), settings.device,
+                                       bool(settings.options.get("controls")))
         thetas = {r.label: tuple(r.theta) for r in rules}
         rows = [ScoredRule(label, {m.name: values[m.name].numpy() for m in self.metrics}, thetas.get(label, ()))
                 for label, values in evaluated.rows]
@@ -84,15 +89,21 @@ class KcapFamily:
         return Evaluation(self.metrics, rows, described)
 
     def evaluate_rows(self, cfg: ExperimentConfig, rules: list[tuple], n_tasks: int, seed: int,
-                      baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> Evaluated:
-        """The rules, (label, θ) or (label, θ, their config), per dataset group (the evaluate command's tables)."""
-        return evaluate(cfg, rules, n_tasks, seed, baselines, autoencoders, device)
+                      baselines: bool = True, autoencoders: bool = False, device: str = "cpu",
+                      controls: bool = False) -> Evaluated:
+        """The rules, (label, θ) or (label, θ, their config), per dataset group (the evaluate command's tables);
+        controls adds the untuned start rule and θ = 0."""
+        return evaluate(cfg, rules, n_tasks, seed, baselines, autoencoders, device, controls)
 
     def rule_from_run(self, label: str, cfg: ExperimentConfig, theta: list[float]) -> RuleToScore:
         return RuleToScore(label, tuple(float(v) for v in theta), cfg)
 
     def parse_rule(self, text: str) -> RuleToScore | None:
-        return None
+        """kcap:NAME=VALUE,… (e.g. kcap:hebb=0.01 or kcap:in.hebb=0.01,rec.pre=-0.02); None for other text."""
+        if not is_rule_spec(text):
+            return None
+        label, theta, kcap = parse_coefficients(text)
+        return RuleToScore(label, theta, KcapExperimentConfig(name=label, kcap=kcap))
 
 
 FAMILY = KcapFamily()
