@@ -81,3 +81,12 @@ def test_kcap_coefficient_rules_evaluate_beside_the_controls():
     assert labels[0] == "kcap:hebb=0.01" and "kcap:hebb=0" in labels and "untrained k-cap RNN" in labels
     with pytest.raises(ValueError, match="unknown evaluation setting"):
         ep.evaluate("kcap:hebb=0.01", tasks=2, dataset="emnist")
+
+
+def test_kcap_learning_plot_shows_the_start_rule_and_the_references(tmp_path):
+    run = ep.train("configs/kcap/quickstart.yaml", "steps=2", "eval_every=1", "eval_tasks=2", "final_eval_tasks=2",
+                   "es.population_size=4", runs_dir=tmp_path, plots=False)
+    references = {"start rule", "untrained network", "raw input"}
+    assert references <= {key.removeprefix("eval/reference/") for key in run.metrics.columns}
+    legend = [text.get_text() for text in run.plot("learning").axes[0].get_legend().get_texts()]
+    assert {f"{name}, same tasks" for name in references} <= set(legend)

@@ -114,6 +114,12 @@ def _figure():
     return plt
 
 
+def reference_names(records: list[dict[str, Any]]) -> list[str]:
+    """Names of the reference scores ('eval/reference/NAME') the run logged, in first-seen order."""
+    prefix = "eval/reference/"
+    return list(dict.fromkeys(key[len(prefix):] for r in records for key in r if key.startswith(prefix)))
+
+
 def learning_figure(records: list[dict[str, Any]], title: str, l1: float = 0.0):
     """Query accuracy and loss per step (smoothed, loss on a log axis) with fresh-task evaluations."""
     plt = _figure()
@@ -128,6 +134,10 @@ def learning_figure(records: list[dict[str, Any]], title: str, l1: float = 0.0):
         steps, values = series(records, f"eval/{key}")
         if len(steps):
             ax.plot(steps, values, "o-", color="C1", ms=3, label="centre θ, fresh tasks")
+        if key == "accuracy":  # reference rows a family logs beside its evaluations (same fresh tasks)
+            for i, name in enumerate(reference_names(records)):
+                steps, values = series(records, f"eval/reference/{name}")
+                ax.plot(steps, values, ":", color=f"C{i + 2}", label=f"{name}, same tasks")
         if key == "loss":
             ax.set_yscale("log")
         ax.set_xlabel("step")

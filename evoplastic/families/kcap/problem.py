@@ -15,10 +15,11 @@ import torch
 
 from evoplastic.config import ExperimentConfig
 from evoplastic.core.fitness import resolve_device
-from evoplastic.families.kcap.baselines import lookahead_loss
+from evoplastic.families.kcap.baselines import lookahead_loss, untrained_scores
 from evoplastic.families.kcap.data import KcapTasks, sample_tasks
-from evoplastic.families.kcap.metrics import objective, score
+from evoplastic.families.kcap.metrics import objective, raw_scores, score
 from evoplastic.families.kcap.network import KcapState, init_state
+from evoplastic.families.kcap.rules import initial_theta
 from evoplastic.seeding import make_generator
 
 DIAGNOSTIC_TASKS = 4
@@ -86,7 +87,14 @@ class KcapProblem:
         """Probe loss, read-out MSE and latent-geometry EMD of the centre θ (R,) on a few fresh tasks."""
         batch = self.draw(step, "diagnostics", DIAGNOSTIC_TASKS)
         result = self.pair_scores(theta.to(self.device, self.dtype).unsqueeze(0), batch, with_emd=True)
-        return {f"eval/{key}": float(value.double().nanmean()) for key, value in result.items()}
+        start = self.pair_scores(initial_theta(self.kcap, self.dtype).to(self.device).unsqueeze(0), batch, False)
+        with torch.no_grad():
+            untrained = untrained_scores(batch.tasks, batch.init, self.kcap, with_emd=False)
+            raw = raw_scores(batch.tasks, self.kcap, with_emd=False)
+        references = {"start rule": start, "untrained network": untrained, "raw input": raw}
+        return {f"eval/{key}": float(value.double().nanmean()) for key, value in result.items()} | {
+            f"eval/reference/{name}": float(scores["probe_accuracy"].double().nanmean())
+            for name, scores in references.items()}
 
     def run_notes(self) -> dict[str, list[str]]:
         return {}
