@@ -9,6 +9,7 @@ Pair n uses task n mod T; every tensor has the pair axis first, then a sample ax
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,7 +55,13 @@ class SpikingTasks:
     def n_tasks(self) -> int:
         return self.train_x.shape[0]
 
-    def map(self, fn) -> SpikingTasks:
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> SpikingTasks:
+        """Images in dtype on device; labels and spikes keep their types."""
+        spikes = (None if t is None else t.to(device) for t in (self.train_spikes, self.query_spikes))
+        return SpikingTasks(self.train_x.to(device, dtype), self.train_y.to(device), self.query_x.to(device, dtype),
+                            self.query_y.to(device), *spikes)
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> SpikingTasks:
         opt = (None if t is None else fn(t) for t in (self.train_spikes, self.query_spikes))
         return SpikingTasks(fn(self.train_x), fn(self.train_y), fn(self.query_x), fn(self.query_y), *opt)
 
