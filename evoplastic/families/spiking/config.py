@@ -6,8 +6,11 @@ key and the fix. Tasks are drawn as the paper family draws them (its ``task`` se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from evoplastic.config import ExperimentConfig
+from evoplastic.families.paper.config import TaskConfig
 
 TERMS = ("eprop", "post_err", "err_err", "decay", "oja", "stdp_ltp", "stdp_ltd")
 """The rule's terms, in θ order (formulas in rules.TERM_FORMULAS)."""
@@ -126,3 +129,13 @@ def validate(cfg: Any) -> None:
         raise ValueError(f"rule.theta_init has {len(cfg.rule.theta_init)} values but the spiking rule searches "
                          f"{theta_size(s)} ({', '.join(resolve_terms(s.terms))}"
                          f"{' per layer' if s.per_layer else ''}); give one per coordinate, or none")
+
+
+@dataclass(frozen=True)
+class SpikingExperimentConfig(ExperimentConfig):
+    """An experiment of the spiking family: the shared keys, its tasks (as the paper family draws them) and
+    the spiking section."""
+
+    family: str = "spiking"
+    task: TaskConfig = field(default_factory=TaskConfig)
+    spiking: SpikingConfig = field(default_factory=SpikingConfig)
