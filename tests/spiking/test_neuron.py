@@ -14,13 +14,13 @@ from evoplastic.families.spiking.neuron import LIF, LayerState, Surrogate, lif_s
 from tests.spiking.test_loop import BASE, make_tasks, random_theta
 
 
-def run_layer(currents: list[float], lif: LIF, surrogate: Surrogate = Surrogate(),
+def run_layer(currents: list[float], lif: LIF, surrogate: Surrogate | None = None,
               requires_grad: bool = False) -> list[float]:
     state = LayerState.rest((1, 1, 1), torch.zeros(1, dtype=torch.float64))
     out = []
     for c in currents:
         current = torch.tensor([[[c]]], dtype=torch.float64, requires_grad=requires_grad)
-        state, _ = lif_step(state, current, lif, surrogate)
+        state, _ = lif_step(state, current, lif, surrogate or Surrogate())
         out.append(state.s.item())
     return out
 
