@@ -21,6 +21,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_root(args: argparse.Namespace, world) -> int:
     from evoplastic.config import load_config, override_config
+    from evoplastic.plugins import plugins_used
     from evoplastic.run.parallel import make_scorer
     from evoplastic.run.rundir import RunDir
 
@@ -39,7 +40,9 @@ def _train_root(args: argparse.Namespace, world) -> int:
     for c in _seed_configs(cfg, args, world) if args.seeds else [cfg]:
         fitness, score = make_scorer(world, c)  # fails on missing data before anything is written
         if not args.resume:
-            run = RunDir.create(c, args.runs_dir, extra={"mpi_ranks": world.size})
+            run = RunDir.create(c, args.runs_dir, extra={"mpi_ranks": world.size, "plugins": plugins_used(c)})
+        elif overrides:
+            run.save_config(c)  # a later plain resume keeps these overrides
         _train_run(c, run, fitness, score, args)
     return 0
 
@@ -123,7 +126,10 @@ def _pass_through(argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from evoplastic import __version__
+
     parser = argparse.ArgumentParser(prog="evoplastic", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"evoplastic {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="run an experiment (ES or Adam outer loop) into runs/")

@@ -9,45 +9,56 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from evoplastic.families.kcap.config import KcapConfig
-from evoplastic.families.kcap.config import validate as validate_kcap
-from evoplastic.families.paper.config import NetworkConfig, TaskConfig
-from evoplastic.families.paper.config import validate as validate_paper
+from evoplastic.core.registry import Registry
+from evoplastic.errors import ConfigError
 from evoplastic.yamlfile import load_yaml
 
-CONFIG_VERSION = 2
-"""2: the family key and its sections (kcap); 1 (no config_version): the paper's sections only."""
-SECTION_CHECKS = {"paper": validate_paper, "kcap": lambda cfg: validate_kcap(cfg.kcap)}
-"""Each family's check of its own config sections (torch-free, from families/<name>/config.py)."""
-FAMILIES = tuple(SECTION_CHECKS)
-"""Network families (evoplastic.families): the paper's feed-forward network, the k-cap RNN of seed 004."""
+CONFIG_VERSION = 3
+"""3: each family owns its keys (another family's are errors); 2: the family key and its sections;
+1 (no config_version): the feed-forward network's sections only."""
+DEFAULT_FAMILY = "paper"
+"""The family of a config that names none (and of every version-1 config)."""
 
 
-class ConfigError(ValueError):
-    """A configuration value or key is invalid; the message says which and how to fix it."""
+@dataclass(frozen=True)
+class FamilySchema:
+    """What the loader needs of a family, torch-free: its experiment config class and its checks."""
+
+    name: str
+    config_class: type
+    """A frozen dataclass subclassing ExperimentConfig with the family's sections and shared-section extensions."""
+    validate: Callable[[Any], None]
+    """Raises ValueError naming the key and the fix for a bad value of the family's own keys."""
+    implementation: Any
+    """The Family object (core.family.Family), or the 'module:attr' that holds it (imported when needed)."""
+
+
+def _schema(name: str, obj: Any) -> FamilySchema:
+    """A registered family as its schema: a FamilySchema, or a Family object carrying config_class (and validate)."""
+    if isinstance(obj, FamilySchema):
+        return obj
+    if not dataclasses.is_dataclass(getattr(obj, "config_class", None)):
+        raise ConfigError(f"family {name!r} needs a config_class (a frozen dataclass subclassing ExperimentConfig)")
+    return FamilySchema(name, obj.config_class, getattr(obj, "validate_config", lambda cfg: None), obj)
+
+
+FAMILIES = Registry("family", builtins="evoplastic.families:BUILTIN_FAMILIES", wrap=_schema)
+"""Network families by name (the config's ``family`` key); evoplastic.register_family adds one."""
 
 
 @dataclass(frozen=True)
 class RuleConfig:
-    """Which plasticity terms are meta-learned, their start values and the L1 weight."""
+    """The rule's start and the L1 weight; a family extends it with what its rule is made of."""
 
-    terms: str = "pool"
-    """A named rule (fa, bp, bio, ehebb, oja, pool, generated) or term indices such as '0,2,9' (10-33: generated
-    terms, see families/paper/terms.py)."""
-    per_layer: bool = False
-    """One coefficient per term and layer (θ ∈ R^{L×R}, L1 on every entry) instead of one shared rule."""
-    feedback_terms: str = ""
-    """Plastic feedback: the terms of a second rule that updates B (fa) or D (dfa) online — kp (hebb + decay),
-    all, or names/indices of hebb, ee, decay, oja; empty: the feedback stays fixed."""
     theta_init: tuple[float, ...] = ()
-    """Initial θ (paper units), weight terms then feedback terms: every coordinate, or one block that every
-    layer starts from; empty means θ_0 = 1e-3, others 0."""
+    """Initial θ in the family's units, one value per searched coordinate; empty: the family's start."""
     l1: float = 0.0
     """λ of the λ‖θ‖₁ penalty added to the meta-loss."""
 
@@ -63,8 +74,6 @@ class ESConfig:
     population_size: int = 16
     stdev_init: float = 0.5
     """Initial search spread, in scaled coordinates (θ_r / term_scale_r)."""
-    term_scale: tuple[float, ...] = ()
-    """Paper units per search unit for each of the 10 terms; empty means built-in defaults."""
     center_lr: float = 0.3
     """PGPE: centre learning rate (ClipUp's step size or Adam's lr)."""
     stdev_lr: float = 0.1
@@ -76,15 +85,7 @@ class ESConfig:
     parenthood_ratio: float = 0.5
     """CEM: fraction of the population that are parents."""
     member_chunk: int = 0
-    """Members evaluated per inner-loop call; 0: as many as fit in half the free memory (plain CPU loop: in cache)."""
-    compile: bool = False
-    """Learn with the fused torch.compile'd step (several times faster on CPU; ~30 s to compile once)."""
-    cuda_graph: bool = False
-    """With compile on CUDA: replay each chunk's whole online phase from one captured CUDA graph."""
-    precision: str = "float32"
-    """float32; tf32 (CUDA matmuls in TF32); bfloat16 or float16 (W stored in 16 bits, needs compile)."""
-    kernel: str = "inductor"
-    """Compiled step on CUDA: inductor (torch.compile fuses it) or triton (one read + write of W per step)."""
+    """Members evaluated per inner-loop call; 0: the family's choice (e.g. as many as fit in memory)."""
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,6 @@ class AdamConfig:
     """The paper's gradient outer loop."""
 
     lr: float = 1e-3
-    term_scaled: bool = False
-    """Step in per-term scaled coordinates θ_r / s_r (s from es.term_scale, relative to θ_0's).
-
-    Plain Adam moves every θ_r by about lr per step whatever its natural scale, which for
-    the pool's large terms (T5, T6-T8) wrecks the network in the first step.
-    """
 
 
 @dataclass(frozen=True)
@@ -118,13 +113,16 @@ OBJECTIVES = ("mean", "error", "cvar", "mean_std")
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """A whole experiment; saved resolved into every run directory and checkpoint."""
+    """The keys every family shares; a family's config class subclasses it with its own sections.
+
+    Saved resolved into every run directory.
+    """
 
     name: str = "experiment"
     seed: int = 0
-    family: str = "paper"
-    """Network family: paper (feed-forward few-shot image learner, sections network/task) or kcap
-    (unsupervised k-cap RNN, section kcap). rule, es, adam and the rest are shared."""
+    family: str = DEFAULT_FAMILY
+    """Network family: paper (feed-forward few-shot image learner, sections network/task), kcap
+    (unsupervised k-cap RNN, section kcap) or a registered plug-in. rule, es, adam and the rest are shared."""
     outer: str = "es"
     """Outer optimiser: es or adam."""
     steps: int = 600
@@ -140,12 +138,9 @@ class ExperimentConfig:
     device: str = "cpu"
     """cpu, cuda, cuda:N or auto."""
     dtype: str = "float32"
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
     rule: RuleConfig = field(default_factory=RuleConfig)
     es: ESConfig = field(default_factory=ESConfig)
     adam: AdamConfig = field(default_factory=AdamConfig)
-    kcap: KcapConfig = field(default_factory=KcapConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     config_version: int = CONFIG_VERSION
     """Schema version of a saved config; older ones are migrated when loaded (migrate)."""
@@ -198,12 +193,51 @@ def _build(cls: type, values: dict, prefix: str = "") -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
-            f"known keys under '{prefix or 'top level'}': {', '.join(sorted(known))}"
-        )
+        raise ConfigError(_unknown_keys([prefix + k for k in unknown], prefix, known))
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in values.items()}
     return cls(**kwargs)
+
+
+def _unknown_keys(keys: list[str], prefix: str, known: set[str]) -> str:
+    """The error for keys a config class lacks: the family they belong to, if a registered one has them."""
+    owners = {key: _owner(key) for key in keys}
+    foreign = {key: owner for key, owner in owners.items() if owner}
+    if foreign:
+        said = "; ".join(f"{key} belongs to family {owner}" for key, owner in foreign.items())
+        return (f"{said}, not to the family this config names: set family={next(iter(foreign.values()))} or drop "
+                f"{'it' if len(foreign) == 1 else 'them'}")
+    return (f"unknown config key(s) {', '.join(keys)}; known keys under '{prefix or 'top level'}': "
+            f"{', '.join(sorted(known))}")
+
+
+def _owner(dotted: str) -> str:
+    """The registered family whose config class has the dotted key ('' if none)."""
+    for name in FAMILIES.names():
+        cls: Any = FAMILIES.get(name).config_class
+        for part in dotted.split("."):
+            match = {f.name: f for f in fields(cls)}.get(part) if dataclasses.is_dataclass(cls) else None
+            if match is None:
+                break
+            cls = typing.get_type_hints(cls).get(part)
+        else:
+            return name
+    return ""
+
+
+def family_schema(name: str) -> FamilySchema:
+    """The registered family called name, as a ConfigError naming the choices when there is none."""
+    try:
+        return FAMILIES.get(name)
+    except ConfigError as err:
+        raise ConfigError(f"family: {err}") from None
+
+
+def _build_experiment(values: dict) -> ExperimentConfig:
+    """The family's config class built from values (family defaults to DEFAULT_FAMILY), then validated."""
+    name = values.get("family", DEFAULT_FAMILY)
+    if not isinstance(name, str):
+        raise ConfigError(f"'family' must be a family name such as {DEFAULT_FAMILY}, got {name!r}")
+    return validate(_build(family_schema(name).config_class, values))
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -240,9 +274,19 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
             raise ConfigError(f"{path} must hold a mapping of config keys")
         values = loaded
         values.setdefault("name", path.stem)
+    return config_from_values(values, overrides)
+
+
+def config_from_values(values: dict, overrides: typing.Sequence[str] = ()) -> ExperimentConfig:
+    """A config from a (partial) mapping of keys plus ``key=value`` overrides, validated."""
+    values = dict(values)
+    version = values.get("config_version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ConfigError(f"config_version {version!r} in a new config: this evoplastic writes version "
+                          f"{CONFIG_VERSION}; drop the key (saved runs are migrated when they are opened)")
     for text in overrides:
         values = _merge(values, parse_override(text))
-    return validate(_build(ExperimentConfig, values))
+    return _build_experiment(values)
 
 
 def override_config(cfg: ExperimentConfig, overrides: typing.Sequence[str]) -> ExperimentConfig:
@@ -250,7 +294,7 @@ def override_config(cfg: ExperimentConfig, overrides: typing.Sequence[str]) -> E
     values = config_to_dict(cfg)
     for text in overrides:
         values = _merge(values, parse_override(text))
-    return validate(_build(ExperimentConfig, values))
+    return _build_experiment(values)
 
 
 def config_to_dict(cfg: Any) -> dict:
@@ -265,21 +309,35 @@ def config_to_dict(cfg: Any) -> dict:
 
 
 def migrate(values: dict) -> dict:
-    """A saved config's values brought to CONFIG_VERSION; version 1 predates families (it is the paper's)."""
+    """A saved config's values brought to CONFIG_VERSION.
+
+    Version 1 predates families (it is the feed-forward network's); versions 1-2 saved every family's
+    sections with their defaults, so the keys the config's own family lacks are dropped.
+    """
     version = values.get("config_version", 1)
     if not isinstance(version, int) or version > CONFIG_VERSION:
         raise ConfigError(f"config_version {version!r} is newer than this evoplastic understands "
                           f"({CONFIG_VERSION}); upgrade evoplastic to read this run")
     values = dict(values)
     if version == 1:
-        values["family"] = values.get("family", "paper")
+        values["family"] = values.get("family", DEFAULT_FAMILY)
+    if version < 3:
+        values = _keep_known(values, family_schema(values.get("family", DEFAULT_FAMILY)).config_class)
     values["config_version"] = CONFIG_VERSION
     return values
 
 
+def _keep_known(values: dict, cls: type) -> dict:
+    """values without the keys dataclass cls (recursively) does not have."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    return {k: _keep_known(v, hints[k]) if isinstance(v, dict) and dataclasses.is_dataclass(hints[k]) else v
+            for k, v in values.items() if k in known}
+
+
 def config_from_dict(values: dict) -> ExperimentConfig:
     """Rebuild a config saved by :func:`config_to_dict` (by this or an older version)."""
-    return validate(_build(ExperimentConfig, migrate(values)))
+    return _build_experiment(migrate(values))
 
 
 def _choice(value: str, allowed: typing.Iterable[str], key: str) -> None:
@@ -290,7 +348,6 @@ def _choice(value: str, allowed: typing.Iterable[str], key: str) -> None:
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check values that the types alone cannot (shared keys, then the family's); return cfg unchanged."""
-    _choice(cfg.family, FAMILIES, "family")
     _choice(cfg.outer, ("es", "adam"), "outer")
     _choice(cfg.dtype, ("float32", "float64"), "dtype")
     _choice(cfg.es.algorithm, ("cmaes", "pgpe", "snes", "xnes", "cem"), "es.algorithm")
@@ -300,6 +357,9 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise ConfigError(f"{key} must be ≥ 1, got {getattr(cfg, key)}")
     if cfg.es.population_size < 2:
         raise ConfigError(f"es.population_size must be ≥ 2, got {cfg.es.population_size}")
+    if cfg.outer == "es" and cfg.es.algorithm == "pgpe" and cfg.es.population_size % 2:
+        raise ConfigError(f"es.algorithm=pgpe samples symmetric pairs, so es.population_size must be even "
+                          f"(got {cfg.es.population_size}); use {cfg.es.population_size + 1}")
     if cfg.rule.l1 < 0:
         raise ConfigError(f"rule.l1 must be ≥ 0, got {cfg.rule.l1}")
     _check_objective(cfg)
@@ -307,10 +367,11 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise ConfigError(f"es.separable=true is sep-CMA-ES and needs es.algorithm=cmaes (got {cfg.es.algorithm}); "
                           "snes is separable by construction")
     try:
-        SECTION_CHECKS[cfg.family](cfg)
+        family_schema(cfg.family).validate(cfg)
+    except ConfigError:
+        raise
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    _check_speed_options(cfg)
     return cfg
 
 
@@ -328,32 +389,8 @@ def _check_objective(cfg: ExperimentConfig) -> None:
                           "loop is defined on the mean); use outer=es, or objective.reduce=mean")
 
 
-def _check_speed_options(cfg: ExperimentConfig) -> None:
-    """es.precision and es.cuda_graph act on the compiled float32 loop only; say so instead of ignoring them."""
-    from evoplastic.precision import PRECISIONS
-
-    es = cfg.es
-    _choice(es.precision, PRECISIONS, "es.precision")
-    if es.precision != "float32" and cfg.dtype != "float32":
-        raise ConfigError(f"es.precision={es.precision} lowers float32 arithmetic; with dtype={cfg.dtype} "
-                          "set es.precision=float32")
-    if es.precision in ("bfloat16", "float16") and not es.compile:
-        raise ConfigError(f"es.precision={es.precision} stores weights in 16 bits inside the compiled step; "
-                          "set es.compile=true (or es.precision=float32)")
-    if es.cuda_graph and not es.compile:
-        raise ConfigError("es.cuda_graph=true captures the compiled step; set es.compile=true as well")
-    if es.cuda_graph and cfg.device == "cpu":
-        raise ConfigError("es.cuda_graph=true needs a GPU; set device=cuda (or auto), or es.cuda_graph=false")
-    _choice(es.kernel, ("inductor", "triton"), "es.kernel")
-    missing = [fix for fix, ok in (("es.compile=true", es.compile), ("device=cuda (or auto)", cfg.device != "cpu"),
-                                   ("dtype=float32", cfg.dtype == "float32")) if not ok]
-    if es.kernel == "triton" and missing:
-        raise ConfigError(f"es.kernel=triton replaces the compiled step on a GPU, in float32 arithmetic; set "
-                          f"{' and '.join(missing)}, or es.kernel=inductor")
-
-
 __all__ = [
-    "AdamConfig", "CONFIG_VERSION", "ConfigError", "ESConfig", "ExperimentConfig", "FAMILIES", "KcapConfig",
-    "NetworkConfig", "OBJECTIVES", "ObjectiveConfig", "RuleConfig", "TaskConfig", "config_from_dict",
-    "config_to_dict", "load_config", "migrate", "override_config", "parse_override", "validate",
+    "AdamConfig", "CONFIG_VERSION", "ConfigError", "DEFAULT_FAMILY", "ESConfig", "ExperimentConfig", "FAMILIES",
+    "FamilySchema", "OBJECTIVES", "ObjectiveConfig", "RuleConfig", "config_from_dict", "config_from_values",
+    "config_to_dict", "family_schema", "load_config", "migrate", "override_config", "parse_override", "validate",
 ]

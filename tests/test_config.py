@@ -5,17 +5,18 @@ import yaml
 
 from evoplastic.config import (
     ConfigError,
-    ExperimentConfig,
+    ExperimentConfig,  # noqa: F401
     config_from_dict,
     config_to_dict,
     load_config,
     parse_override,
 )
+from evoplastic.families.paper.config import PaperExperimentConfig
 
 
 def test_defaults():
     cfg = load_config()
-    assert cfg == ExperimentConfig()
+    assert cfg == PaperExperimentConfig()
     assert cfg.network.dims == (784, 170, 130, 100, 70, 47) and cfg.network.activation == "softplus"
     assert (cfg.task.n_way, cfg.task.k_shot, cfg.task.n_query) == (5, 50, 10)
     assert cfg.rule.terms == "pool" and cfg.rule.theta_init == () and cfg.rule.l1 == 0.0
@@ -190,7 +191,7 @@ def test_dict_roundtrip_through_yaml():
     plain = config_to_dict(cfg)
     assert plain["network"]["dims"] == [12, 7, 4] and isinstance(plain["task"]["classes"], list)
     assert config_from_dict(yaml.safe_load(yaml.safe_dump(plain))) == cfg
-    assert config_from_dict(config_to_dict(ExperimentConfig())) == ExperimentConfig()
+    assert config_from_dict(config_to_dict(PaperExperimentConfig())) == PaperExperimentConfig()
 
 
 def test_small_theta_survives_the_roundtrip_unrounded():

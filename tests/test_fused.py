@@ -12,8 +12,8 @@ import torch
 from test_inner import BIO, POOL, make_init, make_tasks, net_config, pool_theta
 
 from evoplastic.bench.inner import make_theta
-from evoplastic.config import NetworkConfig
 from evoplastic.families.paper import fused
+from evoplastic.families.paper.config import NetworkConfig
 from evoplastic.families.paper.inner import run_episode
 from evoplastic.families.paper.network import ACTIVATIONS, Activation, init_network, make_activation
 from evoplastic.families.paper.rules import expand_theta, low_rank_update, needs_backprojection, update_rank

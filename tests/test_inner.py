@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evoplastic.config import NetworkConfig, TaskConfig
+from evoplastic.families.paper.config import NetworkConfig, TaskConfig
 from evoplastic.families.paper.data import Dataset
 from evoplastic.families.paper.inner import apply_rule, online_step, run_episode
 from evoplastic.families.paper.network import ACTIVATIONS, NetworkState, init_network, make_activation

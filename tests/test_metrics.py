@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evoplastic.config import NetworkConfig
+from evoplastic.families.paper.config import NetworkConfig
 from evoplastic.families.paper.metrics import (
     alignment_angles,
     mean_alignment_angles,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from evoplastic.config import NetworkConfig
+from evoplastic.families.paper.config import NetworkConfig
 from evoplastic.families.paper.network import ACTIVATIONS, FEEDBACK_MODES, init_network, make_activation, xavier_uniform
 from evoplastic.seeding import make_generator
 

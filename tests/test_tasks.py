@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from evoplastic.config import TaskConfig
+from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
 from evoplastic.families.paper.tasks import TaskBatch, TaskSampler
 
@@ -125,7 +125,7 @@ def test_to_casts_images_and_keeps_labels_integer():
 
 def test_class_replacement_emulates_the_published_sampler():
     """With replacement some tasks repeat a class, and a repeated class repeats its images."""
-    from evoplastic.config import TaskConfig
+    from evoplastic.families.paper.config import TaskConfig
     from evoplastic.families.paper.data import load_dataset
     from evoplastic.families.paper.tasks import TaskSampler
 

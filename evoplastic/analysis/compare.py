@@ -27,8 +27,9 @@ from evoplastic.analysis import evaluate
 from evoplastic.analysis.evaluate import Rule, RuleEvaluation
 from evoplastic.analysis.report import family_settings, sign_convention, smooth, training_curve
 from evoplastic.analysis.tables import grouped_tables
-from evoplastic.config import ExperimentConfig, RuleConfig
+from evoplastic.config import ExperimentConfig
 from evoplastic.families import get_family, theta_space
+from evoplastic.families.paper.config import PaperRuleConfig
 from evoplastic.stats import mean_ci95_seeds
 
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
@@ -73,7 +74,7 @@ class RunRecord:
 
 def has_own_evaluation(family: str) -> bool:
     """Whether a family scores rules itself (``evaluate``, as k-cap does); the paper's go through analysis.evaluate."""
-    return callable(getattr(get_family(family), "evaluate", None))
+    return callable(getattr(get_family(family), "evaluate_rows", None))
 
 
 def _final_theta(path: Path, final: dict[str, Any], records: list[dict[str, Any]]) -> tuple[float, ...]:
@@ -159,7 +160,7 @@ def coordinates(runs: list[RunRecord]) -> list[tuple[str, str]]:
     θ_r@W2, feedback φ_hebb. Other families: every coordinate some run searched, in first-seen order."""
     seen: dict[str, str] = {}
     if runs[0].family == "paper" and any("@" not in label for run in runs for label in run.labels):
-        pool = theta_space(replace(runs[0].config, rule=RuleConfig(terms="pool")))
+        pool = theta_space(replace(runs[0].config, rule=PaperRuleConfig(terms="pool")))
         seen.update(zip(pool.labels, pool.formulas))  # a shared rule's rows: the whole pool, searched or not
     for run in runs:
         for label, formula in zip(run.labels, run.formulas):
@@ -352,6 +353,8 @@ def data_columns(cfg: ExperimentConfig) -> dict[str, str]:
     section = getattr(cfg, cfg.family, None)
     if section is not None and hasattr(section, "datasets"):
         return {"datasets": ", ".join(section.datasets)}
+    if getattr(cfg, "task", None) is None:  # a family without image tasks describes itself in the settings
+        return {}
     classes = evaluate.format_classes(cfg.task.classes) if cfg.task.classes else "all"
     return {"dataset": f"`{cfg.task.dataset}`", "classes": classes}
 
@@ -365,7 +368,8 @@ def runs_table(runs: list[RunRecord]) -> str:
         cfg, final = run.config, run.final
         acc = (f"{100 * final['final/accuracy']:.2f} % ± {100 * final['final/accuracy_ci95']:.2f} "
                f"({final.get('final/tasks', '?')} tasks)" if "final/accuracy" in final else "—")
-        rule = get_family(cfg.family).describe(cfg).get("rule", cfg.rule.terms)
+        described = get_family(cfg.family).describe(cfg)
+        rule = described["rule"] if "rule" in described else getattr(cfg.rule, "terms", "")
         rows.append([run.label, f"`{run.path}`", cfg.outer if cfg.outer == "adam" else f"es/{cfg.es.algorithm}",
                      str(rule), f"{cfg.rule.l1:g}", *(setting.get(key, "—") for key in columns),
                      str(len(run.records)), f"{run.last('budget/episodes_total', 0):g}",
@@ -509,8 +513,8 @@ def family_held_out(runs: list[RunRecord], args: argparse.Namespace) -> tuple[st
         cfg = replace(run.config, dtype=runs[0].config.dtype)
         theta = torch.tensor(run.theta, dtype=torch.float64)
         try:
-            scored = family.evaluate(cfg, [(run.label, theta)], args.eval_tasks, args.eval_seed, baselines=True,
-                                     device=args.device)
+            scored = family.evaluate_rows(cfg, [(run.label, theta)], args.eval_tasks, args.eval_seed,
+                                          baselines=True, device=args.device)
         except ValueError as err:
             notes.append(f"- skipped: {run.label}: {err}")
             continue

@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evaluate command's vocabulary
     BASELINE_THETA,
@@ -39,76 +36,13 @@ from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evalua
     task_config,
 )
 from evoplastic.analysis.tables import grouped_tables, rows_to_json
-from evoplastic.config import ConfigError, ExperimentConfig, TaskConfig, override_config
-from evoplastic.core.fitness import FitnessFunction, score_in_blocks
+from evoplastic.config import DEFAULT_FAMILY, ConfigError, ExperimentConfig, override_config
+from evoplastic.core.evaluation import EvaluateSettings, RuleToScore
 from evoplastic.families import get_family
+from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
-from evoplastic.families.paper.problem import PaperProblem
-from evoplastic.families.paper.tasks import TaskSampler
+from evoplastic.families.paper.evaluation import RuleEvaluation, evaluate_rules  # noqa: F401 — re-exported
 from evoplastic.run.rundir import RunDir
-from evoplastic.stats import mean_ci95
-
-FAMILY_METRICS = ("probe_accuracy", "probe_loss", "ae_mse", "emd")
-"""Columns of a k-cap evaluation (the family's scores; NaN cells print as —)."""
-
-
-@dataclass
-class RuleEvaluation:
-    """Per-task query accuracy and cross-entropy (T,) of one rule."""
-
-    rule: Rule
-    task_accuracy: torch.Tensor
-    task_loss: torch.Tensor
-
-    @property
-    def accuracy(self) -> float:
-        return mean_ci95(self.task_accuracy)[0]
-
-    @property
-    def accuracy_ci95(self) -> float:
-        return mean_ci95(self.task_accuracy)[1]
-
-    @property
-    def loss(self) -> float:
-        return float(self.task_loss.double().mean())
-
-    def difference(self, other: RuleEvaluation) -> tuple[float, float]:
-        """Paired accuracy difference self - other over the same tasks: mean and 95 % CI."""
-        return mean_ci95(self.task_accuracy - other.task_accuracy)
-
-    def to_json(self) -> dict[str, Any]:
-        cfg = self.rule.config
-        return {"label": self.rule.label, "terms": list(self.rule.terms), "theta": list(self.rule.theta),
-                "labels": list(self.rule.space.labels()), "feedback": cfg.network.feedback,
-                "activation": cfg.network.activation, "dims": list(cfg.network.dims), "accuracy": self.accuracy,
-                "accuracy_ci95": self.accuracy_ci95, "loss": self.loss,
-                "task_accuracy": self.task_accuracy.tolist(), "task_loss": self.task_loss.tolist()}
-
-
-def evaluate_rules(rules: list[Rule], dataset: Dataset, task: TaskConfig, n_tasks: int = 100, seed: int = 0,
-                   device: str = "cpu", progress: bool = True) -> list[RuleEvaluation]:
-    """Mean query accuracy of each rule on the same n_tasks tasks and initial weights (per seed).
-
-    Builds on FitnessFunction: one θ (P = 1) per rule, tasks drawn in blocks of TASK_BLOCK.
-    """
-    if n_tasks < 1:
-        raise ValueError(f"--tasks must be ≥ 1, got {n_tasks}")
-    try:
-        sampler = TaskSampler(dataset, task)
-    except ValueError as err:
-        raise ValueError(f"cannot draw evaluation tasks: {err}") from None
-    configs = [evaluation_config(rule, task, dataset, seed, device) for rule in rules]
-    scorers = [FitnessFunction(PaperProblem(cfg, sampler), cfg) for cfg in configs]
-    bar = tqdm(total=n_tasks * len(rules), desc="evaluate", unit="task", disable=not progress, leave=False)
-    results = []
-    for rule, fitness in zip(rules, scorers):
-        bar.set_postfix_str(rule.label[-30:])
-        theta = torch.tensor(rule.theta, dtype=torch.float64)
-        acc, loss = score_in_blocks(fitness, theta, n_tasks, TASK_BLOCK, lambda block, _: block, PURPOSE, bar.update)
-        results.append(RuleEvaluation(rule, acc, loss))
-    bar.close()
-    return results
-
 
 TABLE_COEFFICIENTS = 10
 """Coefficients a table row prints in full; larger rules print their count and largest entries (all: --json)."""
@@ -147,7 +81,7 @@ def describe_tasks(task: TaskConfig, n_tasks: int, seed: int) -> str:
 
 
 def _run_stream(args: argparse.Namespace, rules: list[Rule], dataset: Dataset, classes: tuple[int, ...]) -> int:
-    from evoplastic.analysis.stream import evaluate_stream, format_stream_table, plot_stream
+    from evoplastic.families.paper.stream import evaluate_stream, format_stream_table, plot_stream
 
     relabel = bool(args.relabel) if args.relabel is not None else rules[0].config.task.relabel
     curves = evaluate_stream(rules, dataset, classes, args.stream, args.every, args.test_size, args.repeats,
@@ -238,10 +172,20 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
         label, _, theta = rules[0]
         names = get_family(family_name).theta_space(cfg).labels
         rules += [(f"without {name}", cfg, theta.index_fill(0, torch.tensor([i]), 0.0)) for i, name in enumerate(names)]
-    evaluated = family.evaluate(cfg, [(label, theta, own) for label, own, theta in rules], args.tasks, args.seed,
-                                args.baselines, args.autoencoders, args.device)
+    grouped = getattr(family, "evaluate_rows", None)  # per-group tables (k-cap: one per dataset), when offered
+    if grouped is None:
+        settings = EvaluateSettings(args.tasks, args.seed, args.device, args.baselines, not args.no_progress)
+        to_score = [RuleToScore(label, tuple(theta.tolist()), own) for label, own, theta in rules]
+        evaluation = family.evaluate(cfg, to_score, settings)
+        print(evaluation.to_text())
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"mode": "family", "family": family_name, **evaluation.to_json()}))
+        return 0
+    evaluated = grouped(cfg, [(label, theta, own) for label, own, theta in rules], args.tasks, args.seed,
+                        args.baselines, args.autoencoders, args.device)
     print(f"{args.tasks} fresh tasks, seed {args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
-    print(grouped_tables(evaluated, FAMILY_METRICS))
+    print(grouped_tables(evaluated, tuple(m.name for m in family.metrics)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"mode": "family", "family": family_name, "tasks": args.tasks,
@@ -251,7 +195,7 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     family_name = _family_of(args.rule[0])
-    if hasattr(get_family(family_name), "evaluate"):  # a family that brings its own rows and baselines
+    if family_name != DEFAULT_FAMILY:  # the options below (streams, held-out classes, fa/bp) are the paper's
         return _run_family(args, family_name)
     # the image-task evaluation below (fa/bp baselines, held-out classes, streams) is the paper family's
     if len(args.rule) > 1:

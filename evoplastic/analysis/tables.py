@@ -26,8 +26,10 @@ def _cell(values: torch.Tensor, percent: bool) -> str:
 
 
 def markdown_table(rows: list[tuple[str, dict[str, torch.Tensor]]], metrics: tuple[str, ...],
-                   mask: torch.Tensor | None = None, reference_metric: str = "probe_accuracy") -> str:
-    """One markdown table: a row per entry, mean ± 95 % CI per metric, paired Δ of reference_metric vs row 1."""
+                   mask: torch.Tensor | None = None, reference_metric: str = "") -> str:
+    """One markdown table: a row per entry, mean ± 95 % CI per metric, paired Δ of reference_metric (default:
+    the first metric) vs row 1."""
+    reference_metric = reference_metric or metrics[0]
     header = ["row", *metrics, f"Δ {reference_metric} vs row 1 (paired)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     first = rows[0][1][reference_metric]

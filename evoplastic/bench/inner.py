@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from evoplastic.config import NetworkConfig, TaskConfig
+from evoplastic.families.paper.config import NetworkConfig, TaskConfig
 from evoplastic.families.paper.data import DATA_ENV, OFFLINE_NPZ, Dataset, data_directory, load_dataset
 from evoplastic.families.paper.fused import FusedOptions
 from evoplastic.families.paper.inner import run_episode

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from evoplastic.bench.inner import DATASET_HELP, N_WAY, PAPER_THETA, Case, build_inputs, hardware
-from evoplastic.config import NetworkConfig
 from evoplastic.families import theta_space
 from evoplastic.families.paper import fused
+from evoplastic.families.paper.config import NetworkConfig
 from evoplastic.families.paper.inner import run_episode
 from evoplastic.families.paper.network import Activation, NetworkState, make_activation
 from evoplastic.families.paper.space import RuleSpace

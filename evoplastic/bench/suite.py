@@ -36,7 +36,7 @@ from evoplastic.bench.family import FamilyCase, FamilyResult, describe_kcap_work
 from evoplastic.bench.family import measure_family as measure_family_case
 from evoplastic.bench.inner import Case, Result
 from evoplastic.bench.roofline import Machine, measure_machine, member_episode
-from evoplastic.config import NetworkConfig, TaskConfig
+from evoplastic.families.paper.config import NetworkConfig, TaskConfig
 from evoplastic.families.paper.fused import COMPILED_CHUNK, FusedOptions
 from evoplastic.families.paper.inner import run_episode
 from evoplastic.families.paper.network import make_activation

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import torch
 
+from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore
+
 
 @dataclass(frozen=True)
 class ThetaSpace:
@@ -94,3 +96,15 @@ class Family(Protocol):
 
     def describe(self, cfg: Any) -> dict[str, Any]:
         """What theta.json should say about the rule besides θ (terms, formulas, activation, …)."""
+
+    metrics: tuple[Metric, ...]
+    """What evaluate scores per task; the first is the one paired differences and plots use."""
+
+    def evaluate(self, cfg: Any, rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation:
+        """The rules (and, with settings.baselines, the family's reference rules) on identical fresh tasks."""
+
+    def rule_from_run(self, label: str, cfg: Any, theta: list[float]) -> RuleToScore:
+        """A finished run's θ as a rule to evaluate (its config made fit for evaluation)."""
+
+    def parse_rule(self, text: str) -> RuleToScore | None:
+        """A rule written as text in this family's syntax (e.g. 'bio:0.013,-0.054,-0.0065'); None if not its syntax."""

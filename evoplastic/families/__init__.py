@@ -1,28 +1,33 @@
 """Network families: each subpackage is one inner-loop system (its config section, tasks, network,
-rules, batched episode and problem). The shared outer loops, run record and analysis reach a
-family only through this registry and the protocols of ``evoplastic.core.family``.
+rules, batched episode, problem and evaluation). The shared outer loops, run record and analysis reach
+a family only through the registry (evoplastic.config.FAMILIES) and the protocols of evoplastic.core.family.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the schema imports families/<name>/config.py through this package: no torch here
+if TYPE_CHECKING:
     import torch
 
     from evoplastic.core.family import Family, ThetaSpace
     from evoplastic.core.fitness import FitnessFunction
 
-FAMILY_MODULES = {"paper": "evoplastic.families.paper.family", "kcap": "evoplastic.families.kcap.family"}
-"""Family name (the config's ``family`` key) -> module whose FAMILY implements core.family.Family."""
+BUILTIN_FAMILIES = {
+    "paper": "evoplastic.families.paper.config:SCHEMA",
+    "kcap": "evoplastic.families.kcap.config:SCHEMA",
+}
+"""The families that ship with evoplastic: name -> 'module:attr' of its torch-free FamilySchema. A new
+family adds one line here, or registers itself from outside with evoplastic.register_family."""
 
 
 def get_family(name: str) -> Family:
-    """The family called name; its numeric modules are imported only now."""
-    if name not in FAMILY_MODULES:
-        raise ValueError(f"unknown family {name!r}; choose one of: {', '.join(FAMILY_MODULES)}")
-    return importlib.import_module(FAMILY_MODULES[name]).FAMILY
+    """The Family implementation called name; its numeric modules are imported only now."""
+    from evoplastic.config import family_schema
+    from evoplastic.core.registry import import_object
+
+    implementation = family_schema(name).implementation
+    return import_object(implementation) if isinstance(implementation, str) else implementation
 
 
 def theta_space(cfg: Any) -> ThetaSpace:

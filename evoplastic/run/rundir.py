@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from evoplastic.config import ExperimentConfig, config_from_dict, config_to_dict
+from evoplastic.plugins import import_recorded
 from evoplastic.yamlfile import load_yaml
 
 CHECKPOINT = "checkpoint.pt"
@@ -155,12 +156,24 @@ class RunDir:
             raise FileNotFoundError(f"{path} is not a run directory (no config.yaml); give a directory under runs/")
         return cls(path)
 
+    def save_config(self, cfg: ExperimentConfig) -> None:
+        """Record cfg as the run's config (a resume with overrides keeps them for the next resume)."""
+        _atomic_write_bytes(self.path / "config.yaml",
+                            lambda tmp: tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False)))
+
     def config(self) -> ExperimentConfig:
+        import_recorded(self._meta_plugins())  # plug-ins the run used, by 'module:attr'
         values = load_yaml(self.path / "config.yaml")
         if not isinstance(values, dict):
             raise RunDirError(f"{self.path / 'config.yaml'} holds no config mapping; restore it from the "
                               f"checkpoint: torch.load('{self.path / CHECKPOINT}', weights_only=False)['config']")
         return config_from_dict(values)
+
+    def _meta_plugins(self) -> dict[str, str]:
+        try:
+            return dict(json.loads((self.path / "meta.json").read_text()).get("plugins") or {})
+        except (OSError, ValueError, AttributeError):
+            return {}
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

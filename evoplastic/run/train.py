@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,8 @@ from evoplastic.run.health import check_scored, health_warnings
 from evoplastic.run.rundir import RunDir
 from evoplastic.stats import mean_ci95
 
+Callback = Callable[[dict[str, Any]], None]
+"""Called with each step's metrics record (keys such as 'train/loss', 'theta/center', 'step')."""
 Scorer = Callable[[torch.Tensor, "int | str", str, int], Evaluation]
 """(θ (P, R), step, purpose, n_tasks) -> Evaluation; the FitnessFunction or its MPI wrapper."""
 
@@ -51,17 +53,18 @@ def _resume(run: RunDir, outer: Any) -> tuple[int, float]:
 
 
 def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, fitness: FitnessFunction | None = None,
-          score: Scorer | None = None, progress: bool = True) -> RunSummary:
+          score: Scorer | None = None, progress: bool = True, callbacks: Sequence[Callback] = ()) -> RunSummary:
     """Run (or continue) an experiment into ``run``, holding its lock throughout; returns the final evaluation.
 
-    ``score`` evaluates candidates (default: ``fitness`` itself; the MPI wrapper under mpirun).
+    ``score`` evaluates candidates (default: ``fitness`` itself; the MPI wrapper under mpirun). Each callback
+    gets every step's logged metrics (a dict), after the record is written.
     """
     with run.lock():  # a second process training into the same run is refused
-        return _train(cfg, run, resume, fitness, score, progress)
+        return _train(cfg, run, resume, fitness, score, progress, tuple(callbacks))
 
 
 def _train(cfg: ExperimentConfig, run: RunDir, resume: bool, fitness: FitnessFunction | None,
-           score: Scorer | None, progress: bool) -> RunSummary:
+           score: Scorer | None, progress: bool, callbacks: tuple[Callback, ...] = ()) -> RunSummary:
     fitness = fitness or build_fitness(cfg)
     score = score or fitness
     outer = make_outer(cfg, theta_space(cfg))
@@ -79,6 +82,8 @@ def _train(cfg: ExperimentConfig, run: RunDir, resume: bool, fitness: FitnessFun
         episodes += record["budget/episodes"]
         record |= {"step": step, "time/elapsed": elapsed, "budget/episodes_total": episodes}
         run.log(record)
+        for callback in callbacks:
+            callback(record)
         run.save_checkpoint({"step": step + 1, "elapsed": elapsed, "outer": outer.state_dict(),
                              "config": config_to_dict(cfg)})
         bar.set_postfix(loss=f"{record['train/loss']:.3f}", acc=f"{record['train/accuracy']:.3f}")

@@ -5,7 +5,9 @@ One frozen dataclass is schema and defaults; ``validate`` names the bad key and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from evoplastic.config import ExperimentConfig, FamilySchema
 
 DATASETS = ("moons", "circles", "blobs")
 """Known 2-D two-class generators; a task's ``dataset`` id indexes this tuple."""
@@ -115,3 +117,16 @@ def validate(cfg: KcapConfig) -> KcapConfig:
              "kcap.probe_ridge and kcap.readout_ridge must be > 0 (the closed-form fits need it); try 1e-3")
     _require(0 < cfg.circles_factor < 1, f"kcap.circles_factor={cfg.circles_factor!r}: must lie in (0, 1)")
     return cfg
+
+
+@dataclass(frozen=True)
+class KcapExperimentConfig(ExperimentConfig):
+    """An experiment of the k-cap family: the shared keys and its kcap section."""
+
+    family: str = "kcap"
+    kcap: KcapConfig = field(default_factory=KcapConfig)
+
+
+SCHEMA = FamilySchema(name="kcap", config_class=KcapExperimentConfig, validate=lambda cfg: validate(cfg.kcap),
+                      implementation="evoplastic.families.kcap.family:FAMILY")
+"""The k-cap family as the config loader sees it (registered in evoplastic.families)."""

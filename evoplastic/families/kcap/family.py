@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from evoplastic.config import ExperimentConfig
+from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule
 from evoplastic.core.family import ThetaSpace
 from evoplastic.families.kcap.evaluation import Evaluated, evaluate
 from evoplastic.families.kcap.problem import KcapProblem
@@ -62,11 +63,36 @@ class KcapFamily:
         }
 
 
-    def evaluate(self, cfg: ExperimentConfig, rules: list[tuple], n_tasks: int, seed: int,
-                 baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> Evaluated:
-        """The rules, (label, θ) or (label, θ, their config), beside the untrained network, the raw input and
-        (optionally) backprop autoencoders, all on cfg's tasks."""
+    metrics = (Metric("probe_accuracy", True, percent=True), Metric("probe_loss", False, digits=4),
+               Metric("ae_mse", False, digits=4), Metric("emd", False, digits=4))
+
+    def evaluate(self, cfg: ExperimentConfig, rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation:
+        """The rules beside the untrained network, the raw input and (options autoencoders=True) backprop
+        autoencoders, all on cfg's tasks; settings.tasks per dataset."""
+        unknown = sorted(set(settings.options) - {"autoencoders"})
+        if unknown:
+            raise ValueError(f"unknown evaluation setting(s) {', '.join(unknown)} for the kcap family; known: "
+                             f"autoencoders")
+        evaluated = self.evaluate_rows(cfg, [(r.label, torch.tensor(r.theta, dtype=torch.float64), r.config)
+                                             for r in rules], settings.tasks, settings.seed, settings.baselines,
+                                       bool(settings.options.get("autoencoders")), settings.device)
+        thetas = {r.label: tuple(r.theta) for r in rules}
+        rows = [ScoredRule(label, {m.name: values[m.name].numpy() for m in self.metrics}, thetas.get(label, ()))
+                for label, values in evaluated.rows]
+        described = (f"{settings.tasks} fresh tasks per dataset ({', '.join(evaluated.group_names)}), "
+                     f"seed={settings.seed}; mean ± 95 % CI over tasks; rows on identical tasks")
+        return Evaluation(self.metrics, rows, described)
+
+    def evaluate_rows(self, cfg: ExperimentConfig, rules: list[tuple], n_tasks: int, seed: int,
+                      baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> Evaluated:
+        """The rules, (label, θ) or (label, θ, their config), per dataset group (the evaluate command's tables)."""
         return evaluate(cfg, rules, n_tasks, seed, baselines, autoencoders, device)
+
+    def rule_from_run(self, label: str, cfg: ExperimentConfig, theta: list[float]) -> RuleToScore:
+        return RuleToScore(label, tuple(float(v) for v in theta), cfg)
+
+    def parse_rule(self, text: str) -> RuleToScore | None:
+        return None
 
 
 FAMILY = KcapFamily()

@@ -1,13 +1,15 @@
 """The paper family's config sections: the plastic network and how few-shot image tasks are drawn.
 
-Plain frozen dataclasses (no torch): the shared schema in evoplastic.config nests them.
+Plain frozen dataclasses (no torch). PaperExperimentConfig is the shared schema plus these sections and
+the paper's extensions of rule, es and adam; SCHEMA registers them with the loader.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from evoplastic.config import AdamConfig, ESConfig, ExperimentConfig, FamilySchema, RuleConfig
 from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.terms import N_TERMS, N_VOCAB
 
@@ -70,6 +72,63 @@ class TaskConfig:
     """Relative probability of each task.mixture dataset; empty: equal."""
 
 
+@dataclass(frozen=True)
+class PaperRuleConfig(RuleConfig):
+    """Which plasticity terms are meta-learned, their start values and the L1 weight."""
+
+    terms: str = "pool"
+    """A named rule (fa, bp, bio, ehebb, oja, pool, generated) or term indices such as '0,2,9' (10-33: generated
+    terms, see families/paper/terms.py)."""
+    per_layer: bool = False
+    """One coefficient per term and layer (θ ∈ R^{L×R}, L1 on every entry) instead of one shared rule."""
+    feedback_terms: str = ""
+    """Plastic feedback: the terms of a second rule that updates B (fa) or D (dfa) online — kp (hebb + decay),
+    all, or names/indices of hebb, ee, decay, oja; empty: the feedback stays fixed."""
+    theta_init: tuple[float, ...] = ()
+    """Initial θ (paper units), weight terms then feedback terms: every coordinate, or one block that every
+    layer starts from; empty means θ_0 = 1e-3, others 0."""
+
+
+@dataclass(frozen=True)
+class PaperESConfig(ESConfig):
+    """Evolution-strategy settings, with the paper network's search scales and compiled inner loops."""
+
+    term_scale: tuple[float, ...] = ()
+    """Paper units per search unit for each of the 10 terms; empty means built-in defaults."""
+    compile: bool = False
+    """Learn with the fused torch.compile'd step (several times faster on CPU; ~30 s to compile once)."""
+    cuda_graph: bool = False
+    """With compile on CUDA: replay each chunk's whole online phase from one captured CUDA graph."""
+    precision: str = "float32"
+    """float32; tf32 (CUDA matmuls in TF32); bfloat16 or float16 (W stored in 16 bits, needs compile)."""
+    kernel: str = "inductor"
+    """Compiled step on CUDA: inductor (torch.compile fuses it) or triton (one read + write of W per step)."""
+
+
+@dataclass(frozen=True)
+class PaperAdamConfig(AdamConfig):
+    """The paper's gradient outer loop."""
+
+    term_scaled: bool = False
+    """Step in per-term scaled coordinates θ_r / s_r (s from es.term_scale, relative to θ_0's).
+
+    Plain Adam moves every θ_r by about lr per step whatever its natural scale, which for
+    the pool's large terms (T5, T6-T8) wrecks the network in the first step.
+    """
+
+
+@dataclass(frozen=True)
+class PaperExperimentConfig(ExperimentConfig):
+    """An experiment of the paper's family: the shared keys, its network and task sections, its rule space."""
+
+    family: str = "paper"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    rule: PaperRuleConfig = field(default_factory=PaperRuleConfig)
+    es: PaperESConfig = field(default_factory=PaperESConfig)
+    adam: PaperAdamConfig = field(default_factory=PaperAdamConfig)
+
+
 def parse_class_ids(text: str, what: str = "classes") -> tuple[int, ...]:
     """'40-46', '0,2,5' or '0-9,20' -> sorted unique class ids; ``what`` names the option in errors."""
     ids: set[int] = set()
@@ -92,6 +151,10 @@ def mixture_entry(entry: str) -> tuple[str, tuple[int, ...]]:
     return name, parse_class_ids(classes, f"task.mixture entry {entry!r}: classes")
 
 
+PRECISIONS = ("float32", "tf32", "bfloat16", "float16")
+"""es.precision values (evoplastic.precision implements them)."""
+
+
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {key} {value!r}; choose one of: {', '.join(allowed)}")
@@ -99,13 +162,21 @@ def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
 
 def check_differentiable(network: NetworkConfig) -> None:
     """Refuse activations whose error pathway has no useful second derivative (the Adam loop needs one)."""
-    if network.activation not in SMOOTH_ACTIVATIONS:
+    if network.activation in ACTIVATION_NAMES and network.activation not in SMOOTH_ACTIVATIONS:
         raise ValueError(
             f"the Adam outer loop differentiates through σ'(z) in the error pathway, but "
             f"activation {network.activation!r} is not twice differentiable (its σ' is piecewise "
             f"constant, so the meta-gradient through it is zero or undefined). Use outer=es, "
             f"which needs no gradient, or a smooth activation: {', '.join(SMOOTH_ACTIVATIONS)}."
         )
+    if network.activation not in ACTIVATION_NAMES:
+        from evoplastic.plugins import ACTIVATIONS
+
+        if not ACTIVATIONS.get(network.activation).differentiable:
+            raise ValueError(
+                f"the Adam outer loop differentiates through σ'(z), but the plug-in activation "
+                f"{network.activation!r} was registered without derivative_from_output, so it has no gradient to "
+                f"follow. Use outer=es, or register it with derivative_from_output=…")
 
 
 def validate(cfg: Any) -> None:
@@ -113,7 +184,7 @@ def validate(cfg: Any) -> None:
     net, task = cfg.network, cfg.task
     if len(net.dims) < 2 or any(d < 1 for d in net.dims):
         raise ValueError(f"network.dims must be ≥ 2 positive widths, got {list(net.dims)}")
-    _choice(net.activation, ACTIVATION_NAMES, "network.activation")
+    check_activation(net.activation)
     _choice(net.feedback, FEEDBACK_MODES, "network.feedback")
     for key in ("n_way", "k_shot", "n_query"):
         if getattr(task, key) < 1:
@@ -148,6 +219,43 @@ def validate(cfg: Any) -> None:
                          "es.cuda_graph=false")
     if cfg.outer == "adam":
         check_differentiable(net)
+    _check_speed_options(cfg)
+
+
+def check_activation(name: str) -> None:
+    """A built-in activation, a registered one or a 'module:attr' plug-in (imported now, so a typo fails early)."""
+    if name not in ACTIVATION_NAMES:
+        from evoplastic.plugins import ACTIVATIONS
+
+        try:
+            ACTIVATIONS.get(name)
+        except ValueError as err:
+            raise ValueError(f"network.activation: {err} (built-in: {', '.join(ACTIVATION_NAMES)})") from None
+
+
+def _check_speed_options(cfg: Any) -> None:
+    """es.precision and es.cuda_graph act on the compiled float32 loop only; say so instead of ignoring them."""
+    es = cfg.es
+    _choice(es.precision, PRECISIONS, "es.precision")
+    if es.precision != "float32" and cfg.dtype != "float32":
+        raise ValueError(f"es.precision={es.precision} lowers float32 arithmetic; with dtype={cfg.dtype} "
+                         "set es.precision=float32")
+    if es.precision in ("bfloat16", "float16") and not es.compile:
+        raise ValueError(f"es.precision={es.precision} stores weights in 16 bits inside the compiled step; "
+                         "set es.compile=true (or es.precision=float32)")
+    if es.cuda_graph and not es.compile:
+        raise ValueError("es.cuda_graph=true captures the compiled step; set es.compile=true as well")
+    if es.cuda_graph and cfg.device == "cpu":
+        raise ValueError("es.cuda_graph=true needs a GPU; set device=cuda (or auto), or es.cuda_graph=false")
+    _choice(es.kernel, ("inductor", "triton"), "es.kernel")
+    missing = [fix for fix, ok in (("es.compile=true", es.compile), ("device=cuda (or auto)", cfg.device != "cpu"),
+                                   ("dtype=float32", cfg.dtype == "float32")) if not ok]
+    if es.kernel == "triton" and missing:
+        raise ValueError(f"es.kernel=triton replaces the compiled step on a GPU, in float32 arithmetic; set "
+                         f"{' and '.join(missing)}, or es.kernel=inductor")
+    if es.compile and cfg.network.activation not in ACTIVATION_NAMES:
+        raise ValueError(f"es.compile=true fuses the built-in activations only; network.activation="
+                         f"{cfg.network.activation} is a plug-in: set es.compile=false")
 
 
 def _rule_space(cfg: Any) -> RuleSpace:
@@ -157,3 +265,8 @@ def _rule_space(cfg: Any) -> RuleSpace:
     except ValueError as err:
         key = "rule.feedback_terms" if "feedback term" in str(err) else "rule.terms"
         raise ValueError(f"{key}: {err}") from None
+
+
+SCHEMA = FamilySchema(name="paper", config_class=PaperExperimentConfig, validate=validate,
+                      implementation="evoplastic.families.paper.family:FAMILY")
+"""The paper family as the config loader sees it (registered in evoplastic.families)."""

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evoplastic.plugins import DATASETS as PLUGIN_DATASETS
+
 DEFAULT_CACHE = Path.home() / ".cache" / "evoplastic"
 DATA_ENV = "EVOPLASTIC_DATA"
 """Environment variable naming the data directory when task.data_dir is empty."""
@@ -232,9 +234,26 @@ def load_dataset(name: str, data_dir: str = "", split: str = "train", download: 
     if name in _TORCHVISION:
         directory, why = data_directory(data_dir)
         return _offline_copy(name, directory, split) or _load_torchvision(name, directory, split, download, why)
+    if name in PLUGIN_DATASETS.entries or ":" in name:
+        return _load_plugin(name, data_dir, split)
     raise ValueError(
         f"unknown dataset {name!r}; choose emnist, mnist, fashion-mnist, digits, npz:PATH or idx:DIR"
     )
+
+
+def _load_plugin(name: str, data_dir: str, split: str) -> Dataset:
+    """A registered dataset: its load(split, data_dir) gives (images, labels) arrays or a torch Dataset of pairs,
+    checked like an npz file's."""
+    loaded = PLUGIN_DATASETS.get(name).load(split, data_dir)
+    if isinstance(loaded, tuple) and len(loaded) == 2:
+        images, labels = loaded
+    else:  # a torch Dataset (or any sequence) of (image, label) pairs
+        pairs = [loaded[i] for i in range(len(loaded))]
+        images = np.stack([np.asarray(image, dtype=np.float32).reshape(-1) for image, _ in pairs])
+        labels = np.asarray([int(label) for _, label in pairs])
+    images = images.numpy() if hasattr(images, "numpy") else np.asarray(images)
+    labels = labels.numpy() if hasattr(labels, "numpy") else np.asarray(labels)
+    return _from_arrays(name, images.reshape(len(images), -1), labels, None, f"dataset plug-in {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,9 @@ from typing import Any
 import torch
 
 from evoplastic.config import ExperimentConfig
+from evoplastic.core.evaluation import EvaluateSettings, Evaluation, RuleToScore
 from evoplastic.core.family import ThetaSpace
+from evoplastic.families.paper import evaluation, rulespec
 from evoplastic.families.paper.config import check_differentiable, mixture_entry
 from evoplastic.families.paper.data import load_dataset
 from evoplastic.families.paper.problem import PaperProblem
@@ -62,6 +64,24 @@ class PaperFamily:
             "activation": cfg.network.activation,
             "feedback": cfg.network.feedback,
         }
+
+
+    metrics = evaluation.METRICS
+
+    def evaluate(self, cfg: ExperimentConfig, rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation:
+        return evaluation.evaluate(rules, settings)
+
+    def rule_from_run(self, label: str, cfg: ExperimentConfig, theta: list[float]) -> RuleToScore:
+        rule = rulespec.rule_from_run(label, cfg, theta)
+        return RuleToScore(rule.label, rule.theta, rule.config)
+
+    def parse_rule(self, text: str) -> RuleToScore | None:
+        """NAME:θ,… such as bio:0.013,-0.054,-0.0065 or 0,2,9:…; None for text of another form."""
+        name = text.partition(":")[0]
+        if ":" not in text or not rulespec.names_terms(name):
+            return None
+        rule = rulespec.parse_rule(text)
+        return RuleToScore(rule.label, rule.theta, rule.config)
 
 
 FAMILY = PaperFamily()

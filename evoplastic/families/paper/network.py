@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from evoplastic.families.paper.config import FEEDBACK_MODES, NetworkConfig  # noqa: F401 — re-exported
+from evoplastic.plugins import ACTIVATIONS as PLUGIN_ACTIVATIONS
+from evoplastic.plugins import ActivationPlugin
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -107,10 +109,18 @@ ACTIVATIONS: dict[str, Callable[[NetworkConfig], Activation]] = {
 
 
 def make_activation(cfg: NetworkConfig) -> Activation:
-    """The configured hidden activation, or a ValueError listing the known ones."""
-    if cfg.activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {cfg.activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[cfg.activation](cfg)
+    """The configured hidden activation: a built-in, or a registered or 'module:attr' plug-in."""
+    if cfg.activation in ACTIVATIONS:
+        return ACTIVATIONS[cfg.activation](cfg)
+    return _plugin_activation(PLUGIN_ACTIVATIONS.get(cfg.activation))
+
+
+def _plugin_activation(plugin: ActivationPlugin) -> Activation:
+    """A registered unit: σ' through its value when it gives one, else errors pass straight through (σ' = 1)."""
+    slope = plugin.derivative_from_output
+    if slope is None:
+        return Activation(plugin.name, plugin.value, torch.ones_like, torch.ones_like, False)
+    return Activation(plugin.name, plugin.value, lambda z: slope(plugin.value(z)), slope, True)
 
 
 def n_weights(dims: tuple[int, ...]) -> int:

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from evoplastic.analysis.rule import Rule, evaluation_config, format_classes
 from evoplastic.core.fitness import resolve_device
 from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
@@ -24,6 +23,7 @@ from evoplastic.families.paper.inner import learn_sample, query_scores
 from evoplastic.families.paper.metrics import mean_alignment_angles
 from evoplastic.families.paper.network import init_network, make_activation
 from evoplastic.families.paper.rules import split_theta
+from evoplastic.families.paper.rulespec import Rule, evaluation_config, format_classes
 from evoplastic.seeding import make_generator
 from evoplastic.stats import mean_ci95
 
