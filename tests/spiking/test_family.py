@@ -10,7 +10,7 @@ import torch
 from evoplastic.core.fitness import FitnessFunction
 from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.spiking.config import SpikingConfig, SpikingExperimentConfig, validate
-from evoplastic.families.spiking.family import FAMILY
+from evoplastic.families.spiking.family import FAMILY, score_rows
 
 pytest.importorskip("sklearn", reason="the digits dataset comes with scikit-learn")
 
@@ -109,7 +109,7 @@ def test_evaluation_rows_are_paired_and_the_baseline_is_a_rule():
     """The e-prop fa baseline is the rule with only θ_eprop = its lr, on the same tasks: a rule row with that θ
     scores exactly what the baseline row scores."""
     cfg = replace(CFG, spiking=replace(CFG.spiking, baseline_lr=0.05, terms=("eprop",)))
-    rows = FAMILY.evaluate_rows(cfg, [("same as fa", (0.05,), None), ("nothing", (0.0,), None)], n_tasks=3, seed=5)
+    rows = score_rows(replace(cfg, seed=5), [("same as fa", (0.05,), None), ("nothing", (0.0,), None)], n_tasks=3)
     by = {r.label.split(" (")[0]: r.per_task for r in rows}
     assert set(by) >= {"same as fa", "e-prop fa", "e-prop bp", "e-prop dfa", "rate network fa", "rate network bp"}
     torch.testing.assert_close(by["same as fa"]["loss"], by["e-prop fa"]["loss"])
@@ -118,8 +118,21 @@ def test_evaluation_rows_are_paired_and_the_baseline_is_a_rule():
 
 
 def test_parse_rule():
-    assert FAMILY.parse_rule("spiking:oja=1e-3,eprop=0.05") == ("spiking:oja=1e-3,eprop=0.05", ("eprop", "oja"),
-                                                                (0.05, 1e-3))
+    rule = FAMILY.parse_rule("spiking:oja=1e-3,eprop=0.05")
+    assert rule.theta == (0.05, 1e-3) and rule.config.spiking.terms == ("eprop", "oja")
     assert FAMILY.parse_rule("bio:0.01") is None
     with pytest.raises(ValueError, match="spiking:TERM=VALUE"):
         FAMILY.parse_rule("spiking:hebb=1")
+
+
+def test_evaluate_through_the_python_api_with_options():
+    import evoplastic as ep
+
+    cfg = replace(CFG, spiking=replace(CFG.spiking, baseline_lr=0.05))
+    rule = FAMILY.rule_from_run("mine", cfg, list(FAMILY.theta_space(cfg).initial))
+    ev = ep.evaluate(rule, tasks=2, seed=3, classes="0-4")
+    assert [r.label.split(" (")[0] for r in ev.rows] == ["mine", "e-prop fa", "e-prop bp", "e-prop dfa",
+                                                         "rate network fa", "rate network bp"]
+    assert "classes 0-4" in ev.description and len(ev.rows[0].per_task["accuracy"]) == 2
+    with pytest.raises(ValueError, match="unknown evaluation setting"):
+        ep.evaluate(rule, tasks=2, autoencoders=True)

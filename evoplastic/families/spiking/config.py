@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from evoplastic.config import ExperimentConfig
+from evoplastic.config import AdamConfig, ExperimentConfig, FamilySchema
 from evoplastic.families.paper.config import TaskConfig
 
 TERMS = ("eprop", "post_err", "err_err", "decay", "oja", "stdp_ltp", "stdp_ltd")
@@ -132,6 +132,16 @@ def validate(cfg: Any) -> None:
 
 
 @dataclass(frozen=True)
+class SpikingAdamConfig(AdamConfig):
+    """The gradient outer loop through the surrogate-gradient episode."""
+
+    lr: float = 0.05
+    term_scaled: bool = True
+    """Step in search units θ_r / s_r (the ES scales, as es.stdev_init), so one lr suits terms whose natural
+    sizes differ fifty-fold; false: plain θ coordinates."""
+
+
+@dataclass(frozen=True)
 class SpikingExperimentConfig(ExperimentConfig):
     """An experiment of the spiking family: the shared keys, its tasks (as the paper family draws them) and
     the spiking section."""
@@ -139,3 +149,9 @@ class SpikingExperimentConfig(ExperimentConfig):
     family: str = "spiking"
     task: TaskConfig = field(default_factory=TaskConfig)
     spiking: SpikingConfig = field(default_factory=SpikingConfig)
+    adam: SpikingAdamConfig = field(default_factory=SpikingAdamConfig)
+
+
+SCHEMA = FamilySchema(name="spiking", config_class=SpikingExperimentConfig, validate=validate,
+                      implementation="evoplastic.families.spiking.family:FAMILY")
+"""The spiking family as the config loader sees it (registered in evoplastic.families)."""

@@ -11,11 +11,21 @@ from typing import Any
 
 import torch
 
+from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule
 from evoplastic.core.family import ThetaSpace
+from evoplastic.families.paper.config import parse_class_ids
 from evoplastic.families.paper.data import load_dataset
+from evoplastic.families.paper.rulespec import format_classes
 from evoplastic.families.paper.tasks import TaskSampler
-from evoplastic.families.spiking.config import TERMS, SpikingExperimentConfig, resolve_terms, theta_size
-from evoplastic.families.spiking.evaluation import METRICS, evaluate_rules
+from evoplastic.families.spiking.config import (
+    TERMS,
+    SpikingConfig,
+    SpikingExperimentConfig,
+    resolve_terms,
+    theta_size,
+    validate,
+)
+from evoplastic.families.spiking.evaluation import evaluate_rules
 from evoplastic.families.spiking.problem import SpikingProblem
 from evoplastic.families.spiking.rules import TERM_FORMULAS, TERM_SCALES, theta_labels
 
@@ -46,7 +56,7 @@ class SpikingFamily:
     name = "spiking"
 
     def theta_space(self, cfg: SpikingExperimentConfig) -> ThetaSpace:
-        """One coefficient per term (per layer when spiking.per_layer); Adam scales relative to the first term's."""
+        """One coefficient per term (per layer when spiking.per_layer); Adam steps in the ES search units."""
         s = cfg.spiking
         terms = resolve_terms(s.terms)
         layers = len(s.dims) - 1 if s.per_layer else 1
@@ -56,7 +66,7 @@ class SpikingFamily:
             scales=scales,
             labels=theta_labels(terms, len(s.dims) - 1, s.per_layer),
             formulas=tuple(TERM_FORMULAS[t] for t in terms) * layers,
-            adam_scales=tuple(x / scales[0] for x in scales) if cfg.adam.term_scaled else (),
+            adam_scales=scales if cfg.adam.term_scaled else (),
         )
 
     def build_problem(self, cfg: SpikingExperimentConfig, device: torch.device | None = None) -> SpikingProblem:
@@ -77,14 +87,32 @@ class SpikingFamily:
             "surrogate": {"name": s.surrogate, "slope": s.slope, "dampening": s.dampening},
         }
 
-    def evaluate_rows(self, cfg: SpikingExperimentConfig, rules: list[tuple], n_tasks: int = 100, seed: int = 0,
-                      baselines: bool = True, device: str = "cpu", progress=None) -> list:
-        """Rows (evaluation.Row) of each (label, θ, own config or None) and the baselines on n_tasks fresh tasks."""
-        cfg = replace(cfg, seed=seed, device=device)
-        return evaluate_rules(cfg, make_sampler(cfg), rules, n_tasks, baselines, progress)
+    metrics = (Metric("accuracy", True, percent=True), Metric("loss", False, digits=4))
 
-    def parse_rule(self, text: str) -> tuple[str, tuple[str, ...], tuple[float, ...]] | None:
-        """'spiking:eprop=0.05,oja=1e-3' -> (label, terms in θ order, θ); None when text is not a spiking rule."""
+    def evaluate(self, cfg: SpikingExperimentConfig, rules: list[RuleToScore],
+                 settings: EvaluateSettings) -> Evaluation:
+        """The rules beside e-prop fa/bp/dfa and the rate network's fa/bp, on settings.tasks identical tasks.
+
+        options: dataset, split, classes ('37-46'), n_way, k_shot, n_query (the task), input (current or
+        bernoulli) and baseline_lr (0: tuned) change cfg for every row.
+        """
+        cfg = with_options(replace(cfg, seed=settings.seed, device=settings.device), settings.options)
+        rows = score_rows(cfg, [(r.label, r.theta, r.config) for r in rules], settings.tasks, settings.baselines)
+        scored = [ScoredRule(row.label, {m.name: row.per_task[m.name].numpy() for m in self.metrics}, row.theta)
+                  for row in rows]
+        t, s = cfg.task, cfg.spiking
+        classes = format_classes(t.classes) if t.classes else "all"
+        described = (f"{settings.tasks} fresh {t.n_way}-way tasks of {t.dataset} (classes {classes}, "
+                     f"{t.k_shot} online samples per class, {s.steps} steps each, {s.input} input), seed "
+                     f"{settings.seed}; mean ± 95 % CI over tasks; every row on identical tasks and initial W")
+        return Evaluation(self.metrics, scored, described)
+
+    def rule_from_run(self, label: str, cfg: SpikingExperimentConfig, theta: list[float]) -> RuleToScore:
+        return RuleToScore(label, tuple(float(v) for v in theta), cfg)
+
+    def parse_rule(self, text: str) -> RuleToScore | None:
+        """'spiking:eprop=0.05,oja=1e-3' -> a rule of those terms (θ in term order) on the default network;
+        None when text is not a spiking rule."""
         prefix, colon, body = text.partition(":")
         if not colon or prefix.strip().lower() != self.name:
             return None
@@ -97,9 +125,33 @@ class SpikingFamily:
                                  f"{', '.join(TERMS)}")
             values[key] = float(value)
         terms = tuple(t for t in TERMS if t in values)
-        return text, terms, tuple(values[t] for t in terms)
+        cfg = SpikingExperimentConfig(spiking=SpikingConfig(terms=terms))
+        return RuleToScore(text, tuple(values[t] for t in terms), cfg)
 
-    metrics_names = METRICS
+
+TASK_OPTIONS = ("dataset", "split", "classes", "n_way", "k_shot", "n_query")
+SPIKING_OPTIONS = ("input", "baseline_lr")
+
+
+def with_options(cfg: SpikingExperimentConfig, options: dict[str, Any]) -> SpikingExperimentConfig:
+    """cfg with evaluate's options applied (task keys and spiking.input/baseline_lr), checked."""
+    unknown = sorted(set(options) - set(TASK_OPTIONS) - set(SPIKING_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown evaluation setting(s) {', '.join(unknown)} for the spiking family; known: "
+                         f"{', '.join(TASK_OPTIONS + SPIKING_OPTIONS)}")
+    task = {k: v for k, v in options.items() if k in TASK_OPTIONS}
+    if isinstance(task.get("classes"), str):
+        task["classes"] = parse_class_ids(task["classes"], "classes")
+    spiking = {k: v for k, v in options.items() if k in SPIKING_OPTIONS}
+    cfg = replace(cfg, task=replace(cfg.task, **task), spiking=replace(cfg.spiking, **spiking))
+    validate(cfg)
+    return cfg
+
+
+def score_rows(cfg: SpikingExperimentConfig, rules: list[tuple], n_tasks: int = 100,
+               baselines: bool = True, progress=None) -> list:
+    """evaluation.Row of each (label, θ, own config or None) and the baselines on n_tasks tasks keyed by cfg.seed."""
+    return evaluate_rules(cfg, make_sampler(cfg), rules, n_tasks, baselines, progress)
 
 
 FAMILY = SpikingFamily()
