@@ -135,6 +135,6 @@ def evaluate_rules(cfg, sampler: TaskSampler, rules: list[tuple], n_tasks: int, 
                 scores[len(problems) + len(eprop) + j].append((loss[0], acc[0]))
         if progress is not None:
             progress(count)
-    return [Row(label, theta, {"loss": torch.cat([s[0] for s in rows]).double().cpu(),
-                               "accuracy": torch.cat([s[1] for s in rows]).double().cpu()})
+    return [Row(label, theta, {"accuracy": torch.cat([s[1] for s in rows]).double().cpu(),
+                               "loss": torch.cat([s[0] for s in rows]).double().cpu()})
             for label, theta, rows in zip(labels, thetas, scores)]

@@ -6,7 +6,7 @@ unrolled episode with the configured surrogate gradient (Neftci, Mostafa & Zenke
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -107,6 +107,18 @@ class SpikingFamily:
                      f"{settings.seed}; mean ± 95 % CI over tasks; every row on identical tasks and initial W")
         return Evaluation(self.metrics, scored, described)
 
+    def evaluate_rows(self, cfg: SpikingExperimentConfig, rules: list[tuple], n_tasks: int, seed: int,
+                      baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> GroupedRows:
+        """The rules, (label, θ) or (label, θ, own config), and the baselines as one group of tasks: the
+        per-group form that `evoplastic compare` and the evaluate command's tables read."""
+        if autoencoders:
+            raise ValueError("--autoencoders are the k-cap family's baselines; the spiking family has none")
+        cfg = replace(cfg, seed=seed, device=device)
+        rows = score_rows(cfg, [(r[0], tuple(torch.as_tensor(r[1]).tolist()), r[2] if len(r) > 2 else None)
+                                for r in rules], n_tasks, baselines)
+        return GroupedRows([(row.label, row.per_task) for row in rows], torch.zeros(n_tasks, dtype=torch.long),
+                           (cfg.task.dataset,))
+
     def rule_from_run(self, label: str, cfg: SpikingExperimentConfig, theta: list[float]) -> RuleToScore:
         return RuleToScore(label, tuple(float(v) for v in theta), cfg)
 
@@ -127,6 +139,15 @@ class SpikingFamily:
         terms = tuple(t for t in TERMS if t in values)
         cfg = SpikingExperimentConfig(spiking=SpikingConfig(terms=terms))
         return RuleToScore(text, tuple(values[t] for t in terms), cfg)
+
+
+@dataclass
+class GroupedRows:
+    """Rows (label, {metric: (T,) float64}) on one group of tasks, as the compare report's tables take them."""
+
+    rows: list[tuple[str, dict[str, torch.Tensor]]]
+    groups: torch.Tensor
+    group_names: tuple[str, ...]
 
 
 TASK_OPTIONS = ("dataset", "split", "classes", "n_way", "k_shot", "n_query")
