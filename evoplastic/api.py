@@ -46,6 +46,10 @@ class Run:
         """The same as evoplastic.evaluate(run, **settings)."""
         return evaluate(self, **settings)
 
+    def plot(self, kind: str = "learning") -> Any:
+        """The same as evoplastic.plot(run, kind): a matplotlib figure."""
+        return plot(self, kind)
+
 
 def load_run(path: str | Path) -> Run:
     """The run directory at path (finished or not)."""
@@ -176,6 +180,17 @@ def evaluate(rule: Any, *, tasks: int = 100, seed: int = 0, baselines: bool = Tr
     return get_family(name).evaluate(rules[0].config, rules, settings)
 
 
+def plot(run: Run | str | Path, kind: str = "learning") -> Any:
+    """A matplotlib figure of a run: 'learning' (accuracy and loss per step), 'theta' (θ trajectories) or
+    'alignment' (error angles to backprop, when the run logged them). Nothing is written to disk."""
+    from evoplastic.analysis.report import run_figures
+
+    figures = run_figures(RunDir.open(run.path if isinstance(run, Run) else run))
+    if kind not in figures:
+        raise ConfigError(f"no {kind!r} plot for this run; choose one of: {', '.join(figures)}")
+    return figures[kind]
+
+
 @dataclass
 class Comparison:
     """What compare wrote: the report's path and its markdown text (tables and plot links)."""
@@ -210,5 +225,5 @@ def save_json(evaluation: Evaluation, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["Comparison", "Run", "compare", "config_to_dict", "evaluate", "load_run", "make_config", "resume",
+__all__ = ["Comparison", "Run", "compare", "config_to_dict", "evaluate", "load_run", "make_config", "plot", "resume",
            "save_json", "train"]

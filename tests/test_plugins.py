@@ -207,6 +207,24 @@ def test_an_activation_named_module_attr_is_recorded_and_reimported(tmp_path):
         ep.make_config("configs/quickstart.yaml", ["network.activation=no_such_lab.units:sign"])
 
 
+@ep.register_activation("stochastic_binary", stochastic=True, replace=True)
+def stochastic_binary(z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Fires with probability sigmoid(z), drawing from the episode's generator."""
+    return (torch.rand(z.shape, generator=generator, dtype=z.dtype, device=z.device) < torch.sigmoid(z)).to(z.dtype)
+
+
+def test_a_stochastic_unit_is_seeded_by_the_run(tmp_path):
+    args = ("configs/quickstart.yaml", "network.activation=stochastic_binary", "eval_every=1", "eval_tasks=3",
+            *QUICK[:1], "final_eval_tasks=4", "es.population_size=4", "task.k_shot=5", "task.n_query=3")
+    first, again = (ep.train(*args, runs_dir=tmp_path / d, plots=False) for d in ("a", "b"))
+    assert np.array_equal(first.theta, again.theta)
+    assert first.metrics["train/loss"].tolist() == again.metrics["train/loss"].tolist()
+    other = ep.train(*args, "seed=1", runs_dir=tmp_path / "c", plots=False)
+    assert other.metrics["train/loss"].tolist() != first.metrics["train/loss"].tolist()
+    short = ep.train(*args, "steps=1", runs_dir=tmp_path / "d", plots=False)
+    assert np.array_equal(ep.resume(short.path, "steps=2", plots=False).theta, first.theta)
+
+
 # --- a dataset ----------------------------------------------------------------------------------------------
 
 def test_a_registered_dataset_trains_and_is_validated(tmp_path):
@@ -256,3 +274,56 @@ def test_mpi_two_ranks_equal_one_process_with_a_plugin_activation(tmp_path):
     assert two.returncode == 0, two.stderr
     theta = [ep.load_run(next((tmp_path / d).iterdir())).theta for d in ("one", "two")]
     assert np.array_equal(*theta)
+
+
+# --- a plasticity term ------------------------------------------------------------------------------------
+
+@ep.register_term("hebb_copy", scale=1e-2, formula="e_l y_{l-1}^T", replace=True)
+def hebb_copy(ctx):
+    """The paper's T0 written as a plug-in: one factor pair (e_ℓ, y_{ℓ-1})."""
+    return [(ctx.post_error, ctx.pre)]
+
+
+def test_a_plugin_term_computes_what_the_builtin_term_computes():
+    from evoplastic.families.paper.inner import run_episode
+    from evoplastic.families.paper.network import NetworkConfig, init_network, make_activation
+    from evoplastic.families.paper.space import RuleSpace
+    from evoplastic.families.paper.tasks import TaskBatch
+
+    gen = torch.Generator().manual_seed(0)
+    dims, n_tasks, steps = (12, 9, 7, 5), 3, 6
+    tasks = TaskBatch(torch.rand(n_tasks, steps, 12, generator=gen, dtype=torch.float64),
+                      torch.randint(0, 5, (n_tasks, steps), generator=gen),
+                      torch.rand(n_tasks, 4, 12, generator=gen, dtype=torch.float64),
+                      torch.randint(0, 5, (n_tasks, 4), generator=gen), torch.arange(5).repeat(n_tasks, 1))
+    init = init_network(NetworkConfig(dims=dims), n_tasks, gen, torch.float64)
+    act = make_activation(NetworkConfig(dims=dims))
+    builtin = run_episode(torch.tensor([[0.3, -0.05]] * n_tasks, dtype=torch.float64),
+                          RuleSpace((0, 2), 3), tasks, init, act)
+    plugin = run_episode(torch.tensor([[-0.05, 0.3]] * n_tasks, dtype=torch.float64),
+                         RuleSpace((2,), 3, plugin_terms=("hebb_copy",)), tasks, init, act)
+    assert torch.allclose(plugin.loss, builtin.loss, rtol=1e-12, atol=1e-12)
+    for a, b in zip(plugin.weights, builtin.weights):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    other = run_episode(torch.tensor([[-0.05, 0.1]] * n_tasks, dtype=torch.float64),
+                        RuleSpace((2,), 3, plugin_terms=("hebb_copy",)), tasks, init, act)
+    assert not torch.allclose(other.loss, builtin.loss)  # the coefficient really reaches the update
+
+
+def test_a_plugin_term_trains_resumes_and_evaluates(tmp_path):
+    run = ep.train("configs/quickstart.yaml", "rule.plugin_terms=[hebb_copy]", *QUICK, runs_dir=tmp_path,
+                   plots=False)
+    assert run.theta_labels == ("θ_0", "θ_2", "θ_9", "θ_hebb_copy")
+    assert "plasticity term:hebb_copy" in (run.path / "meta.json").read_text()
+    resumed = ep.resume(run.path, "steps=3", plots=False)
+    assert len(resumed.metrics) == 3 and resumed.theta.shape == (4,)
+    table = ep.evaluate(resumed, tasks=3).table()
+    assert len(table) == 3 and np.isfinite(table["accuracy"]).all()
+    adam = ep.train("configs/quickstart.yaml", "rule.plugin_terms=[hebb_copy]", "outer=adam", "steps=1",
+                    "final_eval_tasks=2", "eval_every=0", "task.k_shot=3", "task.n_query=2", runs_dir=tmp_path,
+                    plots=False)
+    assert adam.theta[-1] != 0.0  # the meta-gradient reaches the plug-in coefficient
+    with pytest.raises(ep.ConfigError, match="es.compile=false"):
+        ep.make_config("configs/quickstart.yaml", ["rule.plugin_terms=[hebb_copy]", "es.compile=true"])
+    with pytest.raises(ep.ConfigError, match="rule.plugin_terms.*no_such_term"):
+        ep.make_config("configs/quickstart.yaml", ["rule.plugin_terms=[no_such_term]"])

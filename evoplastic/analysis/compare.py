@@ -165,9 +165,8 @@ def coordinates(runs: list[RunRecord]) -> list[tuple[str, str]]:
     for run in runs:
         for label, formula in zip(run.labels, run.formulas):
             seen.setdefault(label, formula)
-    if runs[0].family == "paper":  # shared terms, then per-layer ones (θ_r@W2), then the feedback rule's (φ)
-        return sorted(seen.items(), key=lambda item: (item[0].startswith("φ"), "@" in item[0]))
-    return list(seen.items())
+    # shared coordinates first, then per-layer ones (θ_r@W2), then a feedback rule's (φ); stable otherwise
+    return sorted(seen.items(), key=lambda item: (item[0].startswith("φ"), "@" in item[0]))
 
 
 def searched(runs: list[RunRecord]) -> list[str]:
@@ -290,14 +289,14 @@ def plot_theta_per_layer(runs: list[RunRecord], out: Path) -> Path | None:
     """Final θ against layer W1..WL for runs with rule.per_layer, one panel per term; each setting (its seeds
     together, as in seed_groups) a line of the mean over seeds with a 95 % CI band, every seed a faint
     point. None (nothing written) when no run has per-layer coefficients."""
-    per_layer = [run for run in runs if run.family == "paper" and run.config.rule.per_layer]
+    per_layer = [run for run in runs if any("@" in label for label in run.labels)]
     if not per_layer:
         return None
     groups: dict[ExperimentConfig, list[RunRecord]] = {}
     for run in per_layer:
         groups.setdefault(setting(run.config), []).append(run)
     terms = list(dict.fromkeys(term for run in per_layer for term in per_layer_values(run)))
-    n_layers = max(len(run.config.network.dims) - 1 for run in per_layer)
+    n_layers = max(len(values) for run in per_layer for values in per_layer_values(run).values())
     cols = min(3, len(terms))
     rows = -(-len(terms) // cols)
     fig, axes = _plt().subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
@@ -421,7 +420,8 @@ def setting(cfg: ExperimentConfig) -> ExperimentConfig:
     """The experiment a config describes, with what does not define it reset: name, seed and the
     speed-only device, es.compile, es.cuda_graph and es.member_chunk. Runs with equal settings
     are seeds of one experiment; configs are frozen dataclasses, so a setting is a dict key."""
-    es = replace(cfg.es, compile=False, cuda_graph=False, member_chunk=0)
+    speed_only = {key: False for key in ("compile", "cuda_graph") if hasattr(cfg.es, key)}
+    es = replace(cfg.es, member_chunk=0, **speed_only)
     return replace(cfg, name="", seed=0, device="cpu", es=es)
 
 

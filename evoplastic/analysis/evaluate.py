@@ -106,36 +106,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rule", metavar="RULE", nargs="+",
                    help="run directory, theta.json, or NAME:θ,… (e.g. bio:0.013,-0.054,-0.0065); k-cap runs: "
                         "one or more run directories, scored on identical tasks")
-    p.add_argument("--dataset", help="digits, emnist, mnist, fashion-mnist, npz:PATH or idx:DIR "
-                                     "(default: the run's meta-training dataset)")
-    p.add_argument("--split", choices=("train", "test"), help="split of torchvision/IDX datasets (default: the run's)")
-    p.add_argument("--classes", help="class ids such as 37-46 or 0,2,5 (default: the classes a run with restricted "
-                                     "task.classes did not train on, else all; --stream: all)")
-    p.add_argument("--relabel", action=argparse.BooleanOptionalAction, default=None,
-                   help="label each task's classes 0..n_way-1 (default: as the run)")
-    p.add_argument("--tasks", type=int, default=100, help="evaluation tasks (default 100; k-cap runs: per dataset)")
-    p.add_argument("--n-way", type=int)
-    p.add_argument("--k-shot", type=int)
-    p.add_argument("--n-query", type=int)
-    p.add_argument("--seed", type=int, default=0, help="same seed ⇒ same tasks and initial weights (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
-                   help="also evaluate fa and bp (θ_0 only) on the same tasks (default on)")
-    p.add_argument("--fa-theta", type=float, default=BASELINE_THETA["fa"], help="θ_0 of the fa baseline (0.012)")
-    p.add_argument("--bp-theta", type=float, default=BASELINE_THETA["bp"], help="θ_0 of the bp baseline (0.014)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="edit the rule's config, e.g. network.dims=[64,48,32,10] (repeatable)")
-    p.add_argument("--ablate", action="store_true",
-                   help="also evaluate the rule with each term zeroed, and per-layer rules with each layer's "
-                        "rule zeroed, plastic feedback with its rule zeroed (paired Δ shows what matters)")
-    p.add_argument("--autoencoders", action="store_true",
-                   help="k-cap runs: also train the backprop RNN and MLP autoencoders on every task (slower)")
-    p.add_argument("--json", type=Path, metavar="PATH", help="write the results (with per-task values) as JSON")
-    p.add_argument("--stream", type=int, metavar="N", help="Fig. 1 protocol: one online stream of N samples")
-    p.add_argument("--every", type=int, default=250, help="--stream: test every this many samples (250)")
-    p.add_argument("--test-size", type=int, default=1000, help="--stream: held-out test images (1000)")
-    p.add_argument("--repeats", type=int, default=1, help="--stream: independent streams and initial weights (1)")
-    p.add_argument("--plot", type=Path, metavar="PATH", help="--stream: write the accuracy curve as PNG")
+    common = p.add_argument_group("every family")
+    common.add_argument("--tasks", type=int, default=100,
+                        help="evaluation tasks (default 100; k-cap runs: per dataset)")
+    common.add_argument("--seed", type=int, default=0, help="same seed ⇒ same tasks and initial weights (default 0)")
+    common.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    common.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                        help="also score the family's baselines on the same tasks: paper fa and bp (θ_0 only); "
+                             "k-cap the untrained network and the raw input (default on)")
+    common.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="edit the rule's config, e.g. network.dims=[64,48,32,10] or kcap.labels_per_class=10 "
+                             "(repeatable)")
+    common.add_argument("--ablate", action="store_true",
+                        help="also evaluate the rule with each coordinate (paper: each term, each layer's rule, "
+                             "the feedback rule) zeroed; the paired Δ shows what matters")
+    common.add_argument("--json", type=Path, metavar="PATH", help="write the results (with per-task values) as JSON")
+    paper = p.add_argument_group("paper family (image tasks)")
+    paper.add_argument("--dataset", help="digits, emnist, mnist, fashion-mnist, npz:PATH or idx:DIR "
+                                         "(default: the run's meta-training dataset)")
+    paper.add_argument("--split", choices=("train", "test"),
+                       help="split of torchvision/IDX datasets (default: the run's)")
+    paper.add_argument("--classes", help="class ids such as 37-46 or 0,2,5 (default: the classes a run with restricted "
+                                         "task.classes did not train on, else all; --stream: all)")
+    paper.add_argument("--relabel", action=argparse.BooleanOptionalAction, default=None,
+                       help="label each task's classes 0..n_way-1 (default: as the run)")
+    paper.add_argument("--n-way", type=int)
+    paper.add_argument("--k-shot", type=int)
+    paper.add_argument("--n-query", type=int)
+    paper.add_argument("--fa-theta", type=float, default=BASELINE_THETA["fa"], help="θ_0 of the fa baseline (0.012)")
+    paper.add_argument("--bp-theta", type=float, default=BASELINE_THETA["bp"], help="θ_0 of the bp baseline (0.014)")
+    paper.add_argument("--stream", type=int, metavar="N", help="Fig. 1 protocol: one online stream of N samples")
+    paper.add_argument("--every", type=int, default=250, help="--stream: test every this many samples (250)")
+    paper.add_argument("--test-size", type=int, default=1000, help="--stream: held-out test images (1000)")
+    paper.add_argument("--repeats", type=int, default=1, help="--stream: independent streams and initial weights (1)")
+    paper.add_argument("--plot", type=Path, metavar="PATH", help="--stream: write the accuracy curve as PNG")
+    kcap = p.add_argument_group("k-cap family (its settings, e.g. labels per class, go through --set kcap.KEY=VALUE)")
+    kcap.add_argument("--autoencoders", action="store_true",
+                      help="also train the backprop RNN and MLP autoencoders on every task (about 4 minutes for "
+                           "100 tasks on 2 CPU cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

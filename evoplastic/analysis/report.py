@@ -144,6 +144,13 @@ def plot_learning(records: list[dict[str, Any]], out: Path, title: str, l1: floa
 
 def plot_theta(records: list[dict[str, Any]], labels: tuple[str, ...], out: Path, title: str,
                units: str = "") -> None:
+    """Write theta_figure to out (PNG)."""
+    fig = theta_figure(records, labels, title, units)
+    fig.savefig(out, dpi=90)
+    _figure().close(fig)
+
+
+def theta_figure(records: list[dict[str, Any]], labels: tuple[str, ...], title: str, units: str = ""):
     """Trajectories of each searched θ coordinate (symmetric-log axis); units: the family's sign convention."""
     plt = _figure()
     steps, _ = series(records, "train/loss")
@@ -159,15 +166,24 @@ def plot_theta(records: list[dict[str, Any]], labels: tuple[str, ...], out: Path
         ax.legend(fontsize=8, ncol=2)
     ax.set_title(wrap(title, 75), fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    return fig
 
 
 def plot_alignment(records: list[dict[str, Any]], out: Path, title: str) -> bool:
-    """Alignment angle of each layer's error with backprop's; False if none was logged."""
+    """Write alignment_figure to out (PNG); False if no alignment was logged."""
+    fig = alignment_figure(records, title)
+    if fig is None:
+        return False
+    fig.savefig(out, dpi=90)
+    _figure().close(fig)
+    return True
+
+
+def alignment_figure(records: list[dict[str, Any]], title: str):
+    """Alignment angle of each layer's error with backprop's per evaluation; None if none was logged."""
     rows = [r for r in records if "eval/alignment" in r]
     if not rows:
-        return False
+        return None
     plt = _figure()
     angles = np.array([r["eval/alignment"] for r in rows], dtype=float)
     steps = np.array([r["step"] for r in rows])
@@ -179,9 +195,17 @@ def plot_alignment(records: list[dict[str, Any]], out: Path, title: str) -> bool
     ax.legend(fontsize=8)
     ax.set_title(wrap(title, 75), fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return True
+    return fig
+
+
+def run_figures(run: RunDir) -> dict[str, Any]:
+    """The run's plots as matplotlib figures (learning, theta and, when logged, alignment), nothing written."""
+    cfg, records = run.config(), run.metrics()
+    title = run_title(cfg)
+    figures = {"learning": learning_figure(records, title, cfg.rule.l1),
+               "theta": theta_figure(records, theta_space(cfg).labels, title, sign_convention(cfg))}
+    alignment = alignment_figure(records, title)
+    return figures | ({"alignment": alignment} if alignment is not None else {})
 
 
 def plot_run(run: RunDir) -> list[Path]:

@@ -1,5 +1,2 @@
-"""Outer optimisers over θ: evolution strategies and the paper's Adam loop, one interface."""
-
-from evoplastic.outer.base import OuterLoop, make_outer
-
-__all__ = ["OuterLoop", "make_outer"]
+"""Outer optimisers over θ: evolution strategies and the paper's Adam loop, one interface (base.OuterLoop);
+select.make_outer picks the configured one."""

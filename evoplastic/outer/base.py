@@ -11,8 +11,6 @@ from typing import Any, Protocol
 
 import torch
 
-from evoplastic.config import ExperimentConfig
-from evoplastic.core.family import ThetaSpace
 from evoplastic.core.fitness import Evaluation
 
 Evaluate = Callable[[torch.Tensor], Evaluation]
@@ -34,13 +32,3 @@ class OuterLoop(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
-
-def make_outer(cfg: ExperimentConfig, space: ThetaSpace) -> OuterLoop:
-    """The configured outer loop over the family's θ space, starting from its initial θ."""
-    if cfg.outer == "adam":
-        from evoplastic.outer.adam import AdamLoop
-
-        return AdamLoop(cfg, space)
-    from evoplastic.outer.es import EvolutionLoop
-
-    return EvolutionLoop(cfg, space)

@@ -2,7 +2,7 @@
 
 The search runs in scaled coordinates c = θ / scale (the family's ThetaSpace) so that O(1)
 steps suit every coordinate; θ is reported in the family's units. evotorch is imported lazily (it pulls
-in ray at import time): only ``make_outer`` imports this module, so the CLI starts instantly.
+in ray at import time): only ``outer.select`` imports this module, so the CLI starts instantly.
 """
 
 from __future__ import annotations

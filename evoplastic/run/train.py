@@ -13,7 +13,7 @@ from tqdm import tqdm
 from evoplastic.config import ExperimentConfig, config_to_dict
 from evoplastic.core.fitness import Evaluation, FitnessFunction, score_in_blocks
 from evoplastic.families import build_fitness, get_family, theta_space
-from evoplastic.outer import make_outer
+from evoplastic.outer.select import make_outer
 from evoplastic.run.health import check_scored, health_warnings
 from evoplastic.run.rundir import RunDir
 from evoplastic.stats import mean_ci95

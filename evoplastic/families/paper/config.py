@@ -84,9 +84,12 @@ class PaperRuleConfig(RuleConfig):
     feedback_terms: str = ""
     """Plastic feedback: the terms of a second rule that updates B (fa) or D (dfa) online — kp (hebb + decay),
     all, or names/indices of hebb, ee, decay, oja; empty: the feedback stays fixed."""
+    plugin_terms: tuple[str, ...] = ()
+    """Plasticity terms registered with evoplastic.register_term (or 'module:attr'), searched after the
+    built-in and feedback terms: one shared coefficient each, plain batched loop only (es.compile=false)."""
     theta_init: tuple[float, ...] = ()
-    """Initial θ (paper units), weight terms then feedback terms: every coordinate, or one block that every
-    layer starts from; empty means θ_0 = 1e-3, others 0."""
+    """Initial θ (paper units), weight terms, then feedback terms, then plug-in terms: every coordinate, or one
+    block that every layer starts from; empty means θ_0 = 1e-3, others 0."""
 
 
 @dataclass(frozen=True)
@@ -211,9 +214,11 @@ def validate(cfg: Any) -> None:
     if space.feedback_terms and net.feedback == "bp":
         raise ValueError("rule.feedback_terms makes the feedback matrix plastic, but network.feedback=bp has none "
                          "(B is W itself); use network.feedback=fa or dfa, or rule.feedback_terms=''")
+    if space.plugin_terms and space.per_layer:
+        raise ValueError("rule.plugin_terms take one shared coefficient each; set rule.per_layer=false")
     if cfg.es.compile and not space.fusable:
-        raise ValueError("es.compile=true fuses the paper's ten terms only; rule.feedback_terms and generated terms "
-                         "(10+) run the plain batched loop: set es.compile=false")
+        raise ValueError("es.compile=true fuses the paper's ten terms only; rule.feedback_terms, generated terms "
+                         "(10+) and rule.plugin_terms run the plain batched loop: set es.compile=false")
     if space.per_layer and (cfg.es.kernel != "inductor" or cfg.es.cuda_graph):
         raise ValueError("rule.per_layer=true compiles with the Inductor step only; set es.kernel=inductor and "
                          "es.cuda_graph=false")
@@ -230,7 +235,11 @@ def check_activation(name: str) -> None:
         try:
             ACTIVATIONS.get(name)
         except ValueError as err:
-            raise ValueError(f"network.activation: {err} (built-in: {', '.join(ACTIVATION_NAMES)})") from None
+            if ":" in name:
+                raise ValueError(f"network.activation: {err}") from None
+            known = ", ".join([*ACTIVATION_NAMES, *ACTIVATIONS.names()])
+            raise ValueError(f"unknown network.activation {name!r}; choose one of: {known} (or register one, or "
+                             f"name a plug-in as 'module:attr')") from None
 
 
 def _check_speed_options(cfg: Any) -> None:
@@ -263,7 +272,8 @@ def _rule_space(cfg: Any) -> RuleSpace:
     try:
         return RuleSpace.from_config(cfg)
     except ValueError as err:
-        key = "rule.feedback_terms" if "feedback term" in str(err) else "rule.terms"
+        key = ("rule.feedback_terms" if "feedback term" in str(err) else
+               "rule.plugin_terms" if "plasticity term" in str(err) else "rule.terms")
         raise ValueError(f"{key}: {err}") from None
 
 

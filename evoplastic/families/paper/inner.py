@@ -10,16 +10,18 @@ Shapes: N pairs, layer ℓ weights (N, n_ℓ, n_{ℓ-1}); every tensor has the b
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from evoplastic.families.paper import fused
 from evoplastic.families.paper.batched import low_rank_step, matvec, vecmat
-from evoplastic.families.paper.network import Activation, NetworkState
+from evoplastic.families.paper.network import Activation, NetworkState, seeded_noise
 from evoplastic.families.paper.rules import feedback_update, low_rank_update, of_layer, split_theta
-from evoplastic.families.paper.space import RuleSpace, as_space
+from evoplastic.families.paper.space import RuleSpace, as_space, plugin_term
 from evoplastic.families.paper.tasks import TaskBatch
+from evoplastic.plugins import TermContext
 
 
 @dataclass
@@ -102,15 +104,34 @@ def records_graph(theta: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and theta.requires_grad
 
 
+@dataclass(frozen=True)
+class PluginCoefficients:
+    """Registered plug-in terms (TermPlugin) and their coefficients (N, K), one shared per term."""
+
+    terms: tuple[Any, ...]
+    theta: torch.Tensor
+
+
+def plugin_columns(extra: PluginCoefficients, ctx: TermContext) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(U columns, V columns) of Σ_k θ_k T_k for the plug-in terms, from each term's (q, p) factors."""
+    left, right = [], []
+    for k, term in enumerate(extra.terms):
+        for q, p in term.factors(ctx):
+            left.append(extra.theta[:, k, None] * q)
+            right.append(p)
+    return left, right
+
+
 def apply_rule(
-    weights: list[torch.Tensor], theta_full: torch.Tensor, terms: tuple[int, ...], trace: StepTrace
+    weights: list[torch.Tensor], theta_full: torch.Tensor, terms: tuple[int, ...], trace: StepTrace,
+    extra: PluginCoefficients | None = None,
 ) -> list[torch.Tensor]:
-    """W_ℓ ← (1-θ_3) W_ℓ - U Vᵀ for every layer, from the same step's trace.
+    """W_ℓ ← (1-θ_3) W_ℓ - U Vᵀ for every layer, from the same step's trace (plug-in terms add columns).
 
     theta_full (N, V) shared by the layers, or (N, L, V) one row per layer. In place when no graph
     is being recorded for θ; out of place otherwise.
     """
-    inplace = not records_graph(theta_full)
+    inplace = not records_graph(theta_full) and (extra is None or not records_graph(extra.theta))
     updated = []
     for layer, w in enumerate(weights):
         decay, left, right = low_rank_update(
@@ -119,6 +140,12 @@ def apply_rule(
             pre_error=trace.errors[layer], post_error=trace.errors[layer + 1],
             post_drive=trace.drives[layer],
         )
+        if extra is not None:
+            ctx = TermContext(trace.activations[layer], trace.activations[layer + 1], trace.errors[layer],
+                              trace.errors[layer + 1], trace.drives[layer], w)
+            more_left, more_right = plugin_columns(extra, ctx)
+            left = torch.cat([left, torch.stack(more_left, 2)], 2)
+            right = torch.cat([right, torch.stack(more_right, 2)], 2)
         keep = None if decay is None else 1 - decay
         w = low_rank_step(w, keep, left, right, inplace)
         updated.append(w)
@@ -146,11 +173,13 @@ def learn_sample(
     weights: list[torch.Tensor], feedback: list[torch.Tensor] | None, theta_full: torch.Tensor,
     phi: torch.Tensor | None, terms: tuple[int, ...], x: torch.Tensor, target: torch.Tensor,
     activation: Activation, input_slope: torch.Tensor, direct: bool = False,
+    extra: PluginCoefficients | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
-    """One online sample per pair: forward, errors through the current feedback, the rule on W and, when
-    phi is given (plastic feedback), the feedback rule on B. Returns the new (weights, feedback)."""
+    """One online sample per pair: forward, errors through the current feedback, the rule on W (with plug-in
+    terms when extra is given) and, when phi is given (plastic feedback), the feedback rule on B. Returns the
+    new (weights, feedback)."""
     trace = online_step(weights, feedback, x, target, activation, input_slope, direct)
-    weights = apply_rule(weights, theta_full, terms, trace)
+    weights = apply_rule(weights, theta_full, terms, trace, extra)
     if phi is not None:
         feedback = apply_feedback_rule(feedback, phi, trace, direct)
     return weights, feedback
@@ -203,6 +232,7 @@ def run_episode(
     init: NetworkState,
     activation: Activation,
     compiled: bool | fused.FusedOptions = False,
+    generator: torch.Generator | None = None,
 ) -> EpisodeResult:
     """Train N = P·T fresh networks online on their tasks with rule θ; score on query sets.
 
@@ -214,16 +244,28 @@ def run_episode(
     options for True or as the given FusedOptions say (CUDA graphs, 16-bit weights); the plain
     loop runs if compilation is unavailable, a graph is being recorded or the space has generated
     terms or plastic feedback (the fused step covers the paper's terms, shared or per layer; per
-    layer, with the Inductor step and no CUDA graph).
+    layer, with the Inductor step and no CUDA graph). generator: what a stochastic activation draws from.
     """
+    with seeded_noise(activation, generator):
+        return _run_episode(theta, terms, tasks, init, activation, compiled)
+
+
+def _run_episode(theta: torch.Tensor, terms: tuple[int, ...] | RuleSpace, tasks: TaskBatch, init: NetworkState,
+                 activation: Activation, compiled: bool | fused.FusedOptions) -> EpisodeResult:
     space = as_space(terms, len(init.weights))
+    space.check_width(theta.shape[1])
+    fusable, extra = space.fusable, None
+    if space.plugin_terms:  # the last K coordinates; the built-in machinery reads the rest
+        k = len(space.plugin_terms)
+        extra = PluginCoefficients(tuple(plugin_term(name) for name in space.plugin_terms), theta[:, -k:])
+        theta, space = theta[:, :-k], space.base()
     theta_full, phi = split_theta(space, theta)
     copies = _check_shapes(theta, space, tasks, init)
     n_out = init.weights[-1].shape[1]
     targets = F.one_hot(tasks.train_y, n_out).to(theta.dtype)
     input_slopes = activation.derivative_from_output(tasks.train_x)
     weights, feedback = None, init.feedback
-    if compiled and not records_graph(theta) and space.fusable:
+    if compiled and not records_graph(theta) and fusable:
         options = compiled if isinstance(compiled, fused.FusedOptions) else fused.FusedOptions()
         if space.per_layer:  # per-layer coefficients: the Inductor step, without CUDA graphs
             options = replace(options, kernel="inductor", cuda_graph=False)
@@ -236,6 +278,6 @@ def run_episode(
         for step in range(tasks.train_x.shape[1]):  # tile one step at a time: memory stays ~N × weights
             weights, feedback = learn_sample(weights, feedback, theta_full, phi, space.terms,
                                              tile(tasks.train_x[:, step], copies), tile(targets[:, step], copies),
-                                             activation, tile(input_slopes[:, step], copies), init.direct)
+                                             activation, tile(input_slopes[:, step], copies), init.direct, extra)
     loss, accuracy = query_scores(weights, tile(tasks.query_x, copies), tile(tasks.query_y, copies), activation)
     return EpisodeResult(loss, accuracy, weights, feedback if phi is not None else None)

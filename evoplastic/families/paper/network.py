@@ -7,7 +7,8 @@ pixels x are treated as if they were activations (paper: 1 - exp(-β x) for soft
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +40,36 @@ class Activation:
     """Whether the Adam outer loop can differentiate through the error pathway."""
     params: tuple[float, ...] = ()
     """The parameters the functions close over (β, slope, surrogate width), part of the identity."""
+    noise: NoiseSource | None = field(default=None, compare=False)
+    """Where a stochastic unit draws from (set per episode by seeded_noise); None for deterministic units."""
+
+
+@dataclass
+class NoiseSource:
+    """The torch.Generator a stochastic unit draws from: the episode's, set only while it runs."""
+
+    generator: torch.Generator | None = None
+
+    def draw(self) -> torch.Generator:
+        if self.generator is None:
+            raise RuntimeError("a stochastic activation ran outside an episode that seeds it; pass run_episode a "
+                               "generator (the paper family's Problem does)")
+        return self.generator
+
+
+@contextmanager
+def seeded_noise(activation: Activation, generator: torch.Generator | None) -> Iterator[None]:
+    """Let a stochastic activation draw from generator for the duration (nothing for deterministic ones)."""
+    if activation.noise is None:
+        yield
+        return
+    if generator is None:
+        raise ValueError(f"activation {activation.name!r} is stochastic: the episode needs a seeded generator")
+    previous, activation.noise.generator = activation.noise.generator, generator
+    try:
+        yield
+    finally:
+        activation.noise.generator = previous
 
 
 def _softplus(beta: float) -> Activation:
@@ -112,15 +143,20 @@ def make_activation(cfg: NetworkConfig) -> Activation:
     """The configured hidden activation: a built-in, or a registered or 'module:attr' plug-in."""
     if cfg.activation in ACTIVATIONS:
         return ACTIVATIONS[cfg.activation](cfg)
+    if ":" not in cfg.activation and cfg.activation not in PLUGIN_ACTIVATIONS.names():
+        raise ValueError(f"unknown activation {cfg.activation!r}; choose one of: "
+                         f"{', '.join([*ACTIVATIONS, *PLUGIN_ACTIVATIONS.names()])}")
     return _plugin_activation(PLUGIN_ACTIVATIONS.get(cfg.activation))
 
 
 def _plugin_activation(plugin: ActivationPlugin) -> Activation:
     """A registered unit: σ' through its value when it gives one, else errors pass straight through (σ' = 1)."""
+    noise = NoiseSource() if plugin.stochastic else None
+    value = (lambda z: plugin.value(z, noise.draw())) if noise is not None else plugin.value
     slope = plugin.derivative_from_output
     if slope is None:
-        return Activation(plugin.name, plugin.value, torch.ones_like, torch.ones_like, False)
-    return Activation(plugin.name, plugin.value, lambda z: slope(plugin.value(z)), slope, True)
+        return Activation(plugin.name, value, torch.ones_like, torch.ones_like, False, noise=noise)
+    return Activation(plugin.name, value, lambda z: slope(value(z)), slope, True, noise=noise)
 
 
 def n_weights(dims: tuple[int, ...]) -> int:

@@ -16,7 +16,7 @@ from evoplastic.core.fitness import free_memory, members_that_fit, resolve_devic
 from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks
 from evoplastic.families.paper.inner import records_graph, run_episode
 from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
-from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights
+from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights, seeded_noise
 from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.tasks import MixtureSampler, TaskBatch, TaskSampler
 from evoplastic.precision import matmul_precision
@@ -29,6 +29,8 @@ class PaperBatch:
 
     tasks: TaskBatch
     init: NetworkState
+    noise_seed: int = 0
+    """Seed of what stochastic units draw in this step's episodes (from the seed, purpose and step)."""
 
     @property
     def n_tasks(self) -> int:
@@ -36,7 +38,12 @@ class PaperBatch:
 
     def subset(self, part: slice) -> PaperBatch:
         """Tasks ``part`` as fresh tensors, so a block never depends on where it sat in the full batch."""
-        return PaperBatch(self.tasks.map(lambda t: t[part].clone()), self.init.map(lambda t: t[part].clone()))
+        return PaperBatch(self.tasks.map(lambda t: t[part].clone()), self.init.map(lambda t: t[part].clone()),
+                          self.noise_seed)
+
+    def noise(self, first_member: int, device: torch.device) -> torch.Generator:
+        """The generator stochastic units draw from for the members from first_member on."""
+        return torch.Generator(device).manual_seed((self.noise_seed + first_member) % 2**63)
 
 
 CPU_CACHE_BYTES = 8 * 2**20
@@ -97,7 +104,8 @@ class PaperProblem:
         """The T tasks and initial networks of a step, rebuilt identically anywhere."""
         tasks = self.sampler.sample(n_tasks, make_generator(self.cfg.seed, purpose, "tasks", step))
         init = init_network(self.cfg.network, n_tasks, make_generator(self.cfg.seed, purpose, "init", step), self.dtype)
-        return PaperBatch(tasks.to(self.device, self.dtype), init.map(lambda t: t.to(self.device)))
+        noise_seed = int(torch.randint(2**62, (1,), generator=make_generator(self.cfg.seed, purpose, "noise", step)))
+        return PaperBatch(tasks.to(self.device, self.dtype), init.map(lambda t: t.to(self.device)), noise_seed)
 
     def scores(self, theta: torch.Tensor, batch: PaperBatch, chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and accuracy (P, T) of P candidates on each task, in chunks of members.
@@ -113,7 +121,8 @@ class PaperProblem:
             for start in range(0, theta.shape[0], chunk):
                 part = theta[start: start + chunk]
                 pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
-                result = run_episode(pairs, self.space, tasks, init, self.activation, compiled=self.fused)
+                result = run_episode(pairs, self.space, tasks, init, self.activation, compiled=self.fused,
+                                     generator=batch.noise(start, self.device) if self.activation.noise else None)
                 losses.append(result.loss.view(-1, n_tasks))
                 accs.append(result.accuracy.view(-1, n_tasks))
         return torch.cat(losses), torch.cat(accs)
@@ -141,8 +150,9 @@ class PaperProblem:
         batch = self.draw(step, "diagnostics", n_tasks)
         tasks, init = batch.tasks, batch.init
         theta = theta.to(self.device, self.dtype).unsqueeze(0).repeat(n_tasks, 1)
-        with torch.no_grad():
-            result = run_episode(theta, self.space, tasks, init, self.activation)
+        noise = batch.noise(0, self.device) if self.activation.noise else None
+        with torch.no_grad(), seeded_noise(self.activation, noise):  # the metrics' forward passes draw too
+            result = run_episode(theta, self.space, tasks, init, self.activation, generator=noise)
             weights, feedback = result.weights, result.feedback or init.feedback
             target = F.one_hot(tasks.query_y, weights[-1].shape[1]).to(self.dtype)
             angles = mean_alignment_angles(weights, feedback, tasks.query_x, target, self.activation,

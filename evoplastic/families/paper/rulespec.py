@@ -91,7 +91,8 @@ RunReader = Callable[[Path], tuple[ExperimentConfig, list[float]]]
 
 def rule_from_run(label: str, cfg: ExperimentConfig, theta: list[float], overrides=()) -> Rule:
     """A run's final θ under its config, made fit for evaluation (outer=es, overrides applied)."""
-    rule = RuleConfig(terms=cfg.rule.terms, per_layer=cfg.rule.per_layer, feedback_terms=cfg.rule.feedback_terms)
+    rule = RuleConfig(terms=cfg.rule.terms, per_layer=cfg.rule.per_layer, feedback_terms=cfg.rule.feedback_terms,
+                      plugin_terms=cfg.rule.plugin_terms)
     return _make_rule(label, label, _with_rule(cfg, rule, overrides), theta)
 
 
