@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("--eval-seed", type=int, default=1)
     p.add_argument("--runs", default="runs/spiking")
     p.add_argument("--option", action="append", default=[], help="evaluate option key=value (repeatable)")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
     run = ep.train(args.config, *args.overrides, runs_dir=args.runs, plots=False)
