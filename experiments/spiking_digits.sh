@@ -18,7 +18,9 @@ for seed in 0 1 2; do
 done
 run es_bernoulli_seed0 seed=0 spiking.input=bernoulli --option input=bernoulli
 # Bernoulli input at the equal budget: where the surrogate gradient is noisiest
-run es_small_bernoulli_seed0 seed=0 spiking.input=bernoulli steps=10 es.population_size=8 tasks_per_step=1 \
-  eval_every=0 --option input=bernoulli
-run adam_bernoulli_seed0 seed=0 spiking.input=bernoulli outer=adam steps=40 adam.lr=0.1 eval_every=0 \
-  --option input=bernoulli
+for seed in 0 1 2; do
+  run "es_small_bernoulli_seed$seed" seed=$seed spiking.input=bernoulli steps=10 es.population_size=8 \
+    tasks_per_step=1 eval_every=0 --option input=bernoulli
+  run "adam_bernoulli_seed$seed" seed=$seed spiking.input=bernoulli outer=adam steps=40 adam.lr=0.1 eval_every=0 \
+    --option input=bernoulli
+done

@@ -50,8 +50,8 @@ def main() -> None:
         print(f"| {label} | {pct(mean_ci95(values))} |")
     pairs = []
     for name, r in runs.items():
-        match = re.match(r"adam_seed(\d+) \[(.*)\]", name)
-        other = match and runs.get(f"es_small_seed{match.group(1)} [{match.group(2)}]")
+        match = re.match(r"adam_(.*seed\d+) (\[.*\])", name)
+        other = match and runs.get(f"es_small_{match.group(1)} {match.group(2)}")
         if other:
             pairs.append((match.group(1), other, r))
     if pairs:
@@ -59,9 +59,10 @@ def main() -> None:
         for seed, es, adam in pairs:
             print(f"| {seed} | {pct(paired_difference(es['rule'], adam['rule']), True)} | {es['seconds']:.0f} | "
                   f"{adam['seconds']:.0f} |")
-        for label, idx in (("ES", 1), ("Adam", 2)):
-            means = torch.tensor([float(p[idx]["rule"].mean()) for p in pairs])
-            print(f"\n{label} over {len(pairs)} seeds: {pct(mean_ci95_seeds(means))} % (Student-t 95 % CI over seeds)")
+        plain = [p for p in pairs if re.fullmatch(r"seed\d+", p[0])]
+        for label, idx in (("ES", 1), ("Adam", 2)) if plain else ():
+            means = torch.tensor([float(p[idx]["rule"].mean()) for p in plain])
+            print(f"\n{label} over {len(plain)} seeds: {pct(mean_ci95_seeds(means))} % (Student-t 95 % CI over seeds)")
 
 
 if __name__ == "__main__":
