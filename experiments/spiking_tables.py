@@ -59,11 +59,12 @@ def main() -> None:
         for seed, es, adam in pairs:
             print(f"| {seed} | {pct(paired_difference(es['rule'], adam['rule']), True)} | {es['seconds']:.0f} | "
                   f"{adam['seconds']:.0f} |")
-        plain = [p for p in pairs if re.fullmatch(r"seed\d+", p[0])]
-        for label, idx in (("ES", 1), ("Adam", 2)) if plain else ():
-            means = torch.tensor([float(p[idx]["rule"].mean()) for p in plain])
-            print(f"\n{label} over {len(plain)} seeds: {pct(mean_ci95_seeds(means))} % (Student-t 95 % CI over seeds)")
-
+        for group in sorted({re.sub(r"seed\d+$", "", p[0]) for p in pairs}):
+            chosen = [p for p in pairs if re.fullmatch(rf"{group}seed\d+", p[0])]
+            for label, idx in (("ES", 1), ("Adam", 2)):
+                means = torch.tensor([float(p[idx]["rule"].mean()) for p in chosen])
+                print(f"\n{label} {group or 'current_'}input over {len(chosen)} seeds: "
+                      f"{pct(mean_ci95_seeds(means))} % (Student-t 95 % CI over seeds)")
 
 if __name__ == "__main__":
     main()
