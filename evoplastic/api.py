@@ -113,8 +113,6 @@ def _train(cfg: ExperimentConfig, run: RunDir | None, runs_dir: str | Path | Non
         fitness, score = parallel.make_scorer(world, cfg)  # fails on missing data before anything is written
         if run is None:
             run = RunDir.create(cfg, runs_dir, extra={"mpi_ranks": world.size, "plugins": plugins_used(cfg)})
-        else:
-            run.save_config(cfg)
         train_loop(cfg, run, resume=(runs_dir is None), fitness=fitness, score=score, progress=progress,
                    callbacks=callbacks)
         if score is not fitness:

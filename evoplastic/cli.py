@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import shlex
 import sys
 from pathlib import Path
 
@@ -41,8 +40,6 @@ def _train_root(args: argparse.Namespace, world) -> int:
         fitness, score = make_scorer(world, c)  # fails on missing data before anything is written
         if not args.resume:
             run = RunDir.create(c, args.runs_dir, extra={"mpi_ranks": world.size, "plugins": plugins_used(c)})
-        elif overrides:
-            run.save_config(c)  # a later plain resume keeps these overrides
         _train_run(c, run, fitness, score, args)
     return 0
 
@@ -158,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", add_help=False, help="report.md + plots comparing runs (e.g. ES vs Adam)")
 
     p = sub.add_parser("data", add_help=False, help="download a named dataset (emnist, mnist, fashion-mnist) into "
-                                                   "the data directory")
+                                                   "the data directory, or cut the offline EMNIST subset "
+                                                   "(emnist-subset)")
 
     p = sub.add_parser("bench", help="speed: 'bench' runs everything as ratios; 'bench inner', 'bench mpi', "
                                      "'bench spaces' scan one part (each has --help)",
@@ -188,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"evoplastic: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:
-        run_dir = getattr(err, "run_dir", None)  # set by RunDir.lock while a run trains
-        hint = f"; continue with 'evoplastic train --resume {shlex.quote(str(run_dir))}'" if run_dir else ""
-        print(f"evoplastic: interrupted{hint}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # RunDir.lock sets run_dir and resumable while a run trains
+        from evoplastic.run.rundir import interrupted_message
+
+        print(interrupted_message(getattr(err, "run_dir", None), getattr(err, "resumable", False)), file=sys.stderr)
         return 130

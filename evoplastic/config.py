@@ -138,6 +138,8 @@ class ExperimentConfig:
     device: str = "cpu"
     """cpu, cuda, cuda:N or auto."""
     dtype: str = "float32"
+    threads: int = 0
+    """torch intra-op threads per process (per MPI rank); 0: $OMP_NUM_THREADS if set, else 1 (measured fastest)."""
     rule: RuleConfig = field(default_factory=RuleConfig)
     es: ESConfig = field(default_factory=ESConfig)
     adam: AdamConfig = field(default_factory=AdamConfig)
@@ -355,6 +357,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     for key in ("steps", "tasks_per_step"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key} must be ≥ 1, got {getattr(cfg, key)}")
+    if cfg.threads < 0:
+        raise ConfigError(f"threads must be ≥ 0 (0: $OMP_NUM_THREADS, else 1), got {cfg.threads}")
     if cfg.es.population_size < 2:
         raise ConfigError(f"es.population_size must be ≥ 2, got {cfg.es.population_size}")
     if cfg.outer == "es" and cfg.es.algorithm == "pgpe" and cfg.es.population_size % 2:

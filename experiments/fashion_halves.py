@@ -19,7 +19,8 @@ def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for half, start in (("a", 0), ("b", 1)):
         path = out / f"fashion-mnist-test-{half}.npz"
-        np.savez(path, images=images[start::2], labels=labels[start::2])
+        pixels = np.rint(images[start::2] * 255).astype(np.uint8)  # the 0-255 values the IDX file holds
+        np.savez_compressed(path, images=pixels, labels=labels[start::2])
         print(f"{path}: {len(labels[start::2])} images")
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Every k-cap (seed 004) figure of the README, from scratch: trains the runs of configs/kcap/ into
+# Every k-cap (Balwani, Gupta & Shu) figure of the README, from scratch: trains the runs of configs/kcap/ into
 # runs/kcap/ and writes the evaluation tables to docs/results/kcap/ (*.md; the per-task *.json are
-# not committed). About 1.5 hours on one CPU core (the MLP runs take an hour of it). Usage: bash experiments/kcap.sh [train|evaluate|variants|all] (default all).
+# not committed). About 1.5 hours on one CPU core for train + evaluate (the MLP runs take an hour of it);
+# controls ~10 min, bias ~3 min, target ~40 min (three 60-generation runs), claims ~25 min on one free core.
+# Usage: bash experiments/kcap.sh [train|evaluate|controls|bias|target|claims|variants|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -19,6 +21,7 @@ train() {
 }
 
 train_rest() {  # what follows the MLP run, when that one runs in another process
+  evoplastic train configs/kcap/quickstart.yaml --runs-dir "$RUNS" --no-progress
   evoplastic train configs/kcap/es_pool_l1.yaml --runs-dir "$RUNS" --no-progress
   for held in moons circles blobs; do
     evoplastic train configs/kcap/holdout_$held.yaml --runs-dir "$RUNS" --no-progress
@@ -43,7 +46,7 @@ evaluate() {
     evoplastic evaluate "$(run holdout_$held)" "${pool[0]}" --tasks 100 --no-progress \
       --set "kcap.datasets=[$held]" --json "$OUT/holdout_$held.json" > "$OUT/holdout_$held.md"
   done
-  # ES vs the seed's gradient loop, and the term pool vs the MLP rule, at equal inner-loop episodes
+  # ES vs the paper's gradient loop, and the term pool vs the MLP rule, at equal inner-loop episodes
   evoplastic evaluate "${pool[@]}" "${grad[@]}" "${mlp[@]}" --tasks 100 --no-progress --no-baselines \
     --json "$OUT/outer_loops.json" > "$OUT/outer_loops.md"
   # report.md + plots of ES against the gradient loop (curves against steps, seconds and episodes)
@@ -64,6 +67,63 @@ PY
   python experiments/kcap_tables.py "$OUT" > "$OUT/summary.md"  # the README's tables
 }
 
+controls() {  # every rule beside the start rule (hebb 0.01) and θ = 0 on the same tasks (paired)
+  local pool=("$(run es_pool_seed1)" "$(run es_pool_seed2)" "$(run es_pool_seed3)")
+  for labels in 1 2 5 10 20; do
+    python experiments/kcap_controls.py "${pool[@]}" "$(run kcap_quickstart)" --tasks 100 \
+      --set kcap.labels_per_class=$labels --json "$OUT/controls_L$labels.json" > "$OUT/controls_L$labels.md"
+  done
+  for held in moons circles blobs; do
+    python experiments/kcap_controls.py "$(run holdout_$held)" "${pool[0]}" --tasks 100 \
+      --set "kcap.datasets=[$held]" --json "$OUT/holdout_$held.json" > "$OUT/holdout_$held.md"
+  done
+  python experiments/kcap_controls.py "${pool[@]}" --autoencoders --tasks 100 --json "$OUT/baselines.json" \
+    > "$OUT/baselines.md"  # ~4 minutes of backprop training on one free core
+  python experiments/kcap_tables.py "$OUT" > "$OUT/summary.md"
+}
+
+bias() {  # the constant input unit: controls and baselines in networks with input_bias b
+  for b in 1 3 6; do
+    python experiments/kcap_controls.py --tasks 100 --set kcap.input_bias=$b --json "$OUT/bias_$b.json" \
+      > "$OUT/bias_$b.md"
+  done
+}
+
+target() {  # the rule space where meta-learning matters (configs/kcap/bias_auto.yaml), 3 seeds, paired
+  evoplastic train configs/kcap/bias_auto.yaml --seeds 1-3 --runs-dir "$RUNS" --no-progress
+  python experiments/kcap_controls.py "$(run bias_auto_seed1)" "$(run bias_auto_seed2)" "$(run bias_auto_seed3)" \
+    --tasks 100 --set kcap.input_bias=3 --json "$OUT/target.json" > "$OUT/target.md"
+  # the same space meta-trained on moons and blobs only: circles becomes a held-out dataset
+  for s in 1 2 3; do
+    evoplastic train configs/kcap/bias_auto.yaml name=bias_auto_mb_seed$s "kcap.datasets=[moons,blobs]" seed=$s \
+      --runs-dir "$RUNS" --no-progress
+  done
+  python experiments/kcap_controls.py "$(run bias_auto_mb_seed1)" "$(run bias_auto_mb_seed2)" \
+    "$(run bias_auto_mb_seed3)" --tasks 100 --set kcap.input_bias=3 --json "$OUT/target_mb.json" > "$OUT/target_mb.md"
+  # the probe error as meta-objective (3 seeds), and a 150-generation budget (one seed)
+  for s in 1 2 3; do
+    evoplastic train configs/kcap/bias_auto.yaml name=bias_auto_err_seed$s kcap.objective=probe_error seed=$s \
+      --runs-dir "$RUNS" --no-progress
+  done
+  evoplastic train configs/kcap/bias_auto.yaml name=bias_auto_long_seed1 steps=150 seed=1 --runs-dir "$RUNS" --no-progress
+  python experiments/kcap_controls.py "$(run bias_auto_err_seed1)" "$(run bias_auto_err_seed2)" \
+    "$(run bias_auto_err_seed3)" --tasks 100 --set kcap.input_bias=3 --json "$OUT/target_err.json" > "$OUT/target_err.md"
+  python experiments/kcap_controls.py "$(run bias_auto_long_seed1)" --tasks 100 --set kcap.input_bias=3 \
+    --json "$OUT/target_long.json" > "$OUT/target_long.md"
+}
+
+claims() {  # §5.2 (wider presynaptic field) and §5.3 (cross-entropy read-out against labels)
+  evoplastic train configs/kcap/field.yaml --seeds 1-3 --runs-dir "$RUNS" --no-progress
+  for s in 1 2 3; do
+    evoplastic train configs/kcap/field.yaml name=hebb_only "kcap.terms=[hebb]" seed=$s --runs-dir "$RUNS" \
+      --no-progress
+  done
+  local field=("$(run field_seed1)" "$(run field_seed2)" "$(run field_seed3)")
+  python experiments/kcap_claims.py "$(run es_pool_seed1)" "$(run es_pool_seed2)" "$(run es_pool_seed3)" \
+    kcap:hebb=0.01 kcap:hebb=0 "${field[@]}" $(ls -d "$RUNS"/*_hebb_only | tail -n 3) \
+    --tasks 100 --json "$OUT/claims.json" > "$OUT/claims.md"
+}
+
 variants() {  # is it the network, not the rule? the es_pool search on shallower and wider k-cap RNNs
   evoplastic train configs/kcap/es_pool.yaml name=t0 kcap.recurrent_steps=0 "kcap.plastic=[M_in]" \
     final_eval_tasks=30 --runs-dir "$RUNS" --no-progress
@@ -81,6 +141,10 @@ case "${1:-all}" in
   train-rest) train_rest ;;
   evaluate) evaluate ;;
   variants) variants ;;
-  all) train; evaluate; variants ;;
-  *) echo "usage: $0 [train|evaluate|variants|all]" >&2; exit 2 ;;
+  controls) controls ;;
+  bias) bias ;;
+  target) target ;;
+  claims) claims ;;
+  all) train; evaluate; controls; bias; target; claims; variants ;;
+  *) echo "usage: $0 [train|evaluate|controls|bias|target|claims|variants|all]" >&2; exit 2 ;;
 esac

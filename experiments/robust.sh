@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13's robust objective over seeds: ES with the CVaR of the task losses (configs/es/RULE_cvar.yaml)
+# The robust objective over seeds: ES with the CVaR of the task losses (configs/es/RULE_cvar.yaml)
 # against the mean (RULE_mean8.yaml, same budget), for the bio rule and the pool (λ = 0.1), then every
 # rule on the same 100 held-out Fashion-MNIST test tasks (and fa/bp): mean query accuracy and the share of
 # tasks below 30 %. ~7-10 min per run on one core of a 2-core machine; finished runs and evaluations are reused.

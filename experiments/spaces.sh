@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 13's rule spaces, meta-trained by ES on EMNIST classes 0-36 (configs/spaces/), two runs at a time:
+# The rule spaces only ES searches, meta-trained by ES on EMNIST classes 0-36 (configs/spaces/), two runs at a time:
 #   per-layer pool (50 coefficients): sep-CMA-ES vs SNES, same budget, seeds 0 and 1;
 #   per-layer bio (15 coefficients), seeds 0-2 (the θ-per-layer plot);
 #   plastic feedback (bio on W + hebb, ee, decay, Oja on B), seeds 0 and 1; generated pool with L1, seed 0;

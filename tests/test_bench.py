@@ -60,13 +60,16 @@ def test_bench_inner_rows_rates_and_ratio_match_the_json(tmp_path, capsys):
 
 @slow("compiles in a subprocess (~13 s, ~25 s without the Inductor cache)")
 def test_bench_inner_compiled_rows(capsys):
+    """--compiled times what es.compile=true runs on CPU, the C++ single pass; --kernel adds the Inductor step."""
     argv = ["bench", "inner", "--dims", "16,8,5", "--members", "2", "--steps", "5", "--min-seconds", "0", "--compiled",
-            "--no-steps-scan"]
+            "--no-steps-scan", "--kernel", "cpp,inductor"]
     assert main(argv) == 0
     table = capsys.readouterr().out
     rows = table_rows(table, ("no-grad", "compiled", "autograd"))
-    assert [(r[0], r[1]) for r in rows] == [("no-grad", "2"), ("compiled", "2"), ("autograd", "1")]
-    assert rows[1][-3] == "compile" and "compiled / eager no-grad at N=2" in table
+    assert [(r[0], r[1]) for r in rows] == [("no-grad", "2"), ("compiled+cpp", "2"), ("compiled", "2"),
+                                            ("autograd", "1")]
+    assert rows[1][-3] == "compile" and "compiled (cpp) / eager no-grad at N=2" in table
+    assert "compiled (inductor) / eager no-grad at N=2" in table
 
 
 @slow("compiles its rows in fresh subprocesses (~25 s on 2 cores)")
@@ -79,7 +82,8 @@ def test_bench_suite_rows_and_ratios(tmp_path, capsys):
     assert main(argv) == 0
     table = capsys.readouterr().out
     rows = table_rows(table.replace("per-member loop", "per-member"), ("per-member", "no-grad", "compiled", "autograd"))
-    assert [r[0] for r in rows] == ["per-member", "autograd", "no-grad", "compiled", "compiled+bfloat16"]
+    assert [r[0] for r in rows] == ["per-member", "autograd", "no-grad", "compiled", "compiled+cpp",
+                                    "compiled+cpp+bfloat16"]
     figures = json.loads(out.read_text())
     rates = [r["rate_best"] for r in figures["results"]]
     assert len(rates) == len(rows)
@@ -139,11 +143,11 @@ def test_cpu_default_is_the_full_set_with_a_fresh_process_per_row(monkeypatch):
     args = suite_args(monkeypatch)
     assert planned(args) == planned(suite_args(monkeypatch, "--full")) == [
         ("no-grad", 1), ("autograd", 1), ("no-grad", 8), ("no-grad", 32), ("compiled", 8), ("compiled", 32),
-        ("compiled+bfloat16", 32), ("compiled+float16", 32)]
+        ("compiled+cpp", 8), ("compiled+cpp", 32), ("compiled+cpp+bfloat16", 32), ("compiled+cpp+float16", 32)]
     assert not args.one_process and args.mpi and args.kcap_members == (1, 16, 64)
     groups = plan_jobs(args)
-    assert [len(g) for g in groups] == [1] * 8 + [1, 3] and groups[8][0]["spec"]["per_task"] == 8
-    assert [len(g) for g in plan_jobs(suite_args(monkeypatch, "--check-tasks", "0", "--no-kcap"))] == [1] * 8
+    assert [len(g) for g in groups] == [1] * 10 + [1, 3] and groups[10][0]["spec"]["per_task"] == 8
+    assert [len(g) for g in plan_jobs(suite_args(monkeypatch, "--check-tasks", "0", "--no-kcap"))] == [1] * 10
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -192,7 +196,7 @@ def test_bench_prints_rows_as_they_arrive_and_writes_kcap_to_the_json(monkeypatc
 
     def fake_stream(jobs):
         kinds = [job["kind"] for job in jobs]
-        assert kinds == ["case"] * 5 + ["precision", "family", "family"]  # --one-process: one child
+        assert kinds == ["case"] * 6 + ["precision", "family", "family"]  # --one-process: one child
         yield {"kind": "case", "result": result("nograd", 1, 10.0)}
         assert "per-member loop" not in capsys.readouterr().out  # its x autograd is not known yet
         yield {"kind": "case", "result": result("autograd", 1, 2.0)}
@@ -201,14 +205,15 @@ def test_bench_prints_rows_as_they_arrive_and_writes_kcap_to_the_json(monkeypatc
         assert printed[1].split()[3:5] == ["0.20", "1.0"]
         for message in ({"kind": "case", "result": result("nograd", 2, 15.0)},
                         {"kind": "case", "result": result("compiled", 2, 30.0)},
-                        {"kind": "case", "result": result("compiled", 2, 40.0, precision="bfloat16")}):
+                        {"kind": "case", "result": result("compiled", 2, 35.0, kernel="cpp")},
+                        {"kind": "case", "result": result("compiled", 2, 40.0, precision="bfloat16", kernel="cpp")}):
             yield message
             (line,) = capsys.readouterr().out.splitlines()
             rate = message["result"]["rate_best"]
             assert line.split()[2:5] == [f"{rate:.2f}", f"{rate / 10:.2f}", f"{rate / 2:.1f}"]
         check = lambda name, accuracy: {"precision": name, "accuracy": accuracy, "loss": 1.0, "pairs": 16,
                                         "mean_delta": accuracy - 0.5, "max_abs_delta": abs(accuracy - 0.5)}
-        yield {"kind": "precision", "spec": jobs[5]["spec"], "checks": [check("float32", 0.5), check("bfloat16", 0.49)]}
+        yield {"kind": "precision", "spec": jobs[6]["spec"], "checks": [check("float32", 0.5), check("bfloat16", 0.49)]}
         assert "16 (θ, task) pairs (2 tasks × 8 θ)" in capsys.readouterr().out
         for members, rate in ((1, 5.0), (2, 8.0)):
             yield {"kind": "family", "result": asdict(FamilyResult(FamilyCase("kcap", members, "cpu", 0.0, 1), 2,
@@ -227,7 +232,7 @@ def test_bench_prints_rows_as_they_arrive_and_writes_kcap_to_the_json(monkeypatc
     assert main(argv) == 0
     assert "bench: " in capsys.readouterr().out
     figures = json.loads(out.read_text())
-    assert [r["case"]["mode"] for r in figures["results"]] == ["nograd", "autograd", "nograd", "compiled", "compiled"]
+    assert [r["case"]["mode"] for r in figures["results"]] == ["nograd", "autograd", "nograd"] + ["compiled"] * 3
     assert {k: figures["kcap"]["workload"][k] for k in "mkST"} == {"m": 64, "k": 8, "S": 200, "T": 3}
     assert [r["rate_best"] for r in figures["kcap"]["results"]] == [5.0, 8.0]
     assert figures["precision_check_setup"]["per_task"] == 8 and figures["options"]["one_process"] is True

@@ -1,4 +1,4 @@
-"""`evoplastic bench spaces` (issue 13's cost table): one timed row per rule space, generations to converge, --runs."""
+"""`evoplastic bench spaces` (the cost table): one timed row per rule space, generations to converge, --runs."""
 
 import json
 import math

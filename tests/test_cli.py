@@ -95,7 +95,7 @@ def test_resume_follows_the_uninterrupted_trajectory(tmp_path):
     assert final[0] == final[1]
 
 
-# Issue 12, item 2: one process per run directory; resume keeps one record per step.
+# one process per run directory; resume keeps one record per step.
 
 HOLD_LOCK = """
 import sys, time
@@ -132,7 +132,7 @@ def test_resume_keeps_one_record_per_step_up_to_the_checkpoint(tmp_path):
     assert [r["step"] for r in records_of(run)] == [0, 1, 2, 3, 4]
 
 
-# Issue 12, item 3: a run in which every member diverged fails; bad data fails as it loads.
+# a run in which every member diverged fails; bad data fails as it loads.
 
 def test_a_run_where_every_member_diverged_fails_with_a_summary(tmp_path, capsys):
     code = main(["train", "configs/quickstart.yaml", *TINY, "rule.theta_init=[1000,1000,1000]", "es.stdev_init=1e-6",
@@ -155,7 +155,7 @@ def test_nan_images_stop_the_run_before_it_starts(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-# Issue 12, item 4: damaged files and unusable directories are one clear line each.
+# damaged files and unusable directories are one clear line each.
 
 def test_garbage_checkpoint_without_a_previous_one_is_a_clear_error(tmp_path, capsys):
     run = train_tiny(tmp_path)
@@ -241,13 +241,17 @@ def test_read_only_run_dir_on_resume_is_a_clear_error(tmp_path, capsys, monkeypa
     assert f"run directory {run} is not writable" in capsys.readouterr().err
 
 
-# Issue 12, item 5: Ctrl-C names the run to resume.
+# Ctrl-C names the run to resume.
 
 def test_interrupt_prints_the_run_to_resume(tmp_path, capsys, monkeypatch):
     from evoplastic.run.rundir import RunDir
 
-    def interrupted(self, state):
-        raise KeyboardInterrupt
+    real_save = RunDir.save_checkpoint
+
+    def interrupted(self, state):  # after the first checkpoint: there is something to resume
+        if state["step"] > 1:
+            raise KeyboardInterrupt
+        real_save(self, state)
 
     monkeypatch.setattr(RunDir, "save_checkpoint", interrupted)
     assert main(["train", "configs/quickstart.yaml", *TINY, "--runs-dir", str(tmp_path), "--no-progress"]) == 130

@@ -161,7 +161,7 @@ def test_torchvision_without_download_explains_the_fix(tmp_path):
     assert not any(tmp_path.rglob("*.gz"))  # nothing was fetched
 
 
-# Validation as a dataset loads (issue 12, item 3): bad entries are counted and the file named.
+# Validation as a dataset loads: bad entries are counted and the file named.
 
 def save_npz(path: Path, images, labels, **extra) -> str:
     np.savez(path, images=images, labels=labels, **extra)
@@ -208,7 +208,7 @@ def test_garbage_npz_file_is_a_data_error(tmp_path):
         load_dataset(f"npz:{tmp_path / 'junk.npz'}")
 
 
-# Named datasets from a data directory (issue 12, item 8).
+# Named datasets from a data directory.
 
 def toy_emnist(directory: Path) -> Path:
     """A 3-class stand-in for the offline EMNIST subset, under its real file name."""

@@ -187,7 +187,7 @@ def pending_update_inputs(terms, feedback="fa"):
 
 @pytest.mark.parametrize("feedback", ["fa", "bp"])
 def test_compiled_fused_step_reads_the_previous_weights(feedback):
-    # torch < 2.12's Inductor wrote W_t before the products read W_{t-1} (issue 12): exact at step 0 only
+    # torch < 2.12's Inductor wrote W_t before the products read W_{t-1}: exact at step 0 only
     terms = POOL
     act, theta_full, init_weights, fb, (x, target, slope), direct = pending_update_inputs(terms, feedback)
     weights, left, right, keep = fused.self_check_inputs(theta_full, init_weights, update_rank(terms), torch.float64)
@@ -239,3 +239,34 @@ def test_learn_falls_back_when_the_self_check_fails(monkeypatch):
             fast = run_episode(theta, BIO, tasks, init, act, compiled=True)
     torch.testing.assert_close(fast.loss, plain.loss, rtol=0, atol=0)
     assert len(fused.compile_fallbacks()) == 1 and "differs" in fused.compile_fallbacks()[0]
+
+
+@pytest.mark.parametrize("calls", [[(6, 2)], [(4, 2), (2, 2)]], ids=["remainder-chunk", "one-member-call"])
+def test_self_check_covers_every_compiled_shape(monkeypatch, calls):
+    """A 'compiled' step wrong only for chunks of one pair: the remainder chunk (3 pairs per task in chunks of 2)
+    or a later 1-member call compiles its own shape, which must be checked (and refused) at its first use."""
+    cfg = net_config()
+    act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
+    eager = fused.step_function(BIO, act, compile=False)
+
+    def wrong_for_one_pair(weights, out, *args):
+        factors = eager(weights, out, *args)
+        if weights[0].shape[0] == 1:
+            out[0].mul_(1.5)
+        return factors
+
+    monkeypatch.setattr(fused, "step_function",
+                        lambda terms, activation, compile, direct=False, kernel="inductor":
+                        wrong_for_one_pair if compile else eager)
+    for name, value in (("_FAILED", set()), ("_CHECKED", set()), ("_FALLBACKS", [])):
+        monkeypatch.setattr(fused, name, value)
+    results = []
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for members, chunk in calls:
+            results.append(fused_weights(pool_theta(members)[:, list(BIO)], BIO, tasks, init, act, chunk=chunk,
+                                         eager=False))
+    assert all(r is not None for r in results[:-1]) and results[-1] is None  # the 1-pair shape was refused
+    assert len(fused.compile_fallbacks()) == 1 and "SelfCheckError" in fused.compile_fallbacks()[0]
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == fused.compile_fallbacks()
+    assert sum((2, 10) in s for s in fused._CHECKED) == 1  # the 2-pair θ shape was checked once, then trusted

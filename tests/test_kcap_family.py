@@ -1,5 +1,5 @@
 """The k-cap family through the shared machinery: train (ES and the seed's look-ahead Adam loop),
-resume, MPI, run record — none of which branches on the family (issue 11)."""
+resume, MPI, run record — none of which branches on the family."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The package layout shows the architecture, and imports only run downward (issue 11).
+"""The package layout shows the architecture, and imports only run downward.
 
 Every module's evoplastic imports — top-level and inside functions — are read with ast and
 checked against the layer it may depend on; a family never imports another family, the
@@ -66,7 +66,19 @@ def evoplastic_imports(path: Path) -> set[str]:
 
 def rule_for(name: str) -> set[str]:
     key = max((k for k in ALLOWED if name == k or name.startswith(k + ".")), key=len)
+    parts = name.split(".")
+    if key == "evoplastic.families" and len(parts) > 2:  # a family no entry names: its own package and the shared
+        key = ".".join(parts[:3])
+        return FAMILY_SHARED | {key} | LEAVES
     return ALLOWED[key] | {key} | LEAVES
+
+
+def test_a_family_without_an_entry_may_not_import_another_family(tmp_path):
+    path = tmp_path / "loop.py"
+    path.write_text("from evoplastic.families.paper.network import Activation\nfrom evoplastic.core.family import "
+                    "ThetaSpace\nfrom evoplastic.families.newfamily.config import X\n")
+    assert disallowed("evoplastic.families.newfamily.loop", path) == [
+        "evoplastic.families.paper.network", "evoplastic.families.paper.network.Activation"]
 
 
 def within(name: str, prefixes: set[str]) -> bool:

@@ -1,4 +1,5 @@
-"""Run directories written before the family seam (config version 1, commit a4f8e59) still resume and evaluate.
+"""Run directories of the first release (config version 1, before families owned their sections) still
+resume and evaluate.
 
 tests/fixtures/run_v1 is a 2-generation CMA-ES run of the tiny digits config, written by that
 commit's ``evoplastic train``: its config.yaml has no family/config_version and its checkpoint

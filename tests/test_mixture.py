@@ -1,4 +1,4 @@
-"""Task mixtures (issue 13 item 4): each task drawn from one of several datasets, with config weights."""
+"""Task mixtures: each task drawn from one of several datasets, with config weights."""
 
 from __future__ import annotations
 

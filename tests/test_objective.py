@@ -1,4 +1,4 @@
-"""Meta-objectives beyond the mean task loss (issue 13 item 1): what ES ranks, from the same (P, T) scores."""
+"""Meta-objectives beyond the mean task loss: what ES ranks, from the same (P, T) scores."""
 
 from __future__ import annotations
 

@@ -155,8 +155,8 @@ def test_a_family_registered_from_outside_trains_resumes_evaluates_and_compares(
         table.loc["no learning", "accuracy"] - table.loc[run.path.name, "accuracy"])
     assert ep.evaluate("delta:0.05,0.0", tasks=3, baselines=False).rows[0].theta == (0.05, 0.0)
 
-    report = ep.compare([run, resumed], out=tmp_path / "report", eval_tasks=0)
-    assert report.path.is_file() and run.path.name in report.text
+    report = ep.compare([run, short.path], out=tmp_path / "report", eval_tasks=4, baselines=True)
+    assert report.path.is_file() and "no learning" in report.text and "4 regression tasks" in report.text
 
 
 def test_keys_of_another_family_name_it():

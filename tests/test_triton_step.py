@@ -231,6 +231,39 @@ def test_launch_covers_every_row_once(rows, cols, pairs, act):
         triton_step.row_blocks(rows, triton_step.MAX_COLUMNS + 1, pairs, act)
 
 
+GPU_TARGET = ("cuda", 90, 32)
+"""An H100/H200-class GPU: Triton compiles for it on a machine without one (its ptxas ships with triton)."""
+
+
+@pytest.mark.parametrize("scalar", ["fp64", "fp32"])
+@pytest.mark.parametrize("act", [triton_step.ACT_SOFTMAX, *triton_step.ACT_CODES.values()],
+                         ids=["softmax", *triton_step.ACT_CODES])
+def test_kernel_compiles_for_a_gpu_whatever_the_parameter_type(act, scalar):
+    """torch.compile hands the kernel a Python float as fp64, a direct launch as fp32: both compile, and
+    the only float64 operation is the parameter's cast to float32, if it is used (the arithmetic stays float32)."""
+    if INTERPRETED:
+        pytest.skip("interpreted kernels are not triton.JITFunction objects")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernel = triton_step._KERNEL
+    constants = {"RANK": 3, "ACT": act, "WRITE": True, "DOT": True, "BLOCK_R": 4, "BLOCK_C": 1024}
+    signature = {name: "constexpr" if name in constants else "*fp16" if name in ("w_ptr", "out_ptr") else
+                 "*fp32" if name.endswith("_ptr") else scalar if name == "act_param" else "i32"
+                 for name in kernel.arg_names}
+    source = ASTSource(kernel, signature, {(kernel.arg_names.index(k),): v for k, v in constants.items()})
+    try:
+        compiled = triton.compile(source, target=GPUTarget(*GPU_TARGET))
+    except triton.compiler.errors.CompilationError:
+        raise
+    except Exception as err:  # noqa: BLE001 — a missing GPU toolchain is no fault of the kernel
+        if "ttir" in str(err).lower():
+            raise
+        pytest.skip(f"Triton cannot compile for {GPU_TARGET} here: {type(err).__name__}: {str(err)[:200]}")
+    wide = [line for line in compiled.asm["ttir"].splitlines() if "f64" in line and "tt.func" not in line]
+    assert len(wide) <= 1 and all("arith.truncf %act_param : f64 to f32" in line for line in wide), wide
+
+
 class _Traced(Exception):
     """Raised by the capturing backend below once Dynamo has traced the whole step."""
 

@@ -25,19 +25,15 @@ import torch
 
 from evoplastic.analysis import evaluate
 from evoplastic.analysis.evaluate import Rule, RuleEvaluation
-from evoplastic.analysis.report import family_settings, sign_convention, smooth, training_curve
+from evoplastic.analysis.report import family_settings, sign_convention, smooth, training_curve, writing_output
 from evoplastic.analysis.tables import grouped_tables
 from evoplastic.config import ExperimentConfig
+from evoplastic.core.evaluation import EvaluateSettings
 from evoplastic.families import get_family, theta_space
-from evoplastic.families.paper.config import PaperRuleConfig
 from evoplastic.stats import mean_ci95_seeds
 
 X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/episodes_total", "inner-loop episodes"))
 """Metric key and axis label of each x axis of the learning curves."""
-THETA_NOTES = {"paper": ("paper units, ΔW = -Σ θ_r T_r",
-                         "Paper units and sign convention, ΔW = -Σ_r θ_r T_r; '—': term not searched. The authors' "
-                         "public code flips the sign of Oja's term: its θ_9 is minus ours.")}
-"""Per family: the θ axis's units and the note above the θ table (default: the family's sign convention)."""
 MAX_PANELS = 12
 """θ trajectory panels at most: rules with more coordinates (MLP weights) show the largest final ones."""
 PAPER_ONLY_OPTIONS = ("eval_dataset", "eval_split", "eval_classes", "eval_n_way")
@@ -113,11 +109,9 @@ def load_runs(paths: list[str | Path]) -> list[RunRecord]:
         cfg, records = run.config(), run.metrics()
         final = run.read_json("theta.json") if (path / "theta.json").is_file() else {}
         space = theta_space(cfg)
-        if has_own_evaluation(cfg.family):
-            rule, theta = None, _final_theta(path, final, records)
-        else:
-            rule = evaluate.parse_rule(str(path))
-            theta = rule.theta
+        theta = _final_theta(path, final, records)
+        rule = None if has_own_evaluation(cfg.family) else get_family(cfg.family).rule_from_run(path.name, cfg,
+                                                                                                  list(theta))
         if len(theta) != space.size:
             raise ValueError(f"{path}: θ has {len(theta)} values but its config searches {space.size} "
                              f"({', '.join(space.labels)})")
@@ -155,13 +149,12 @@ def _save(fig, out: Path) -> Path:
 
 
 def coordinates(runs: list[RunRecord]) -> list[tuple[str, str]]:
-    """(label, formula) of each row of the θ table. Paper family: its whole ten-term pool, searched or not,
-    when some run has a shared rule, then the other coordinates some run searched: generated terms, per-layer
-    θ_r@W2, feedback φ_hebb. Other families: every coordinate some run searched, in first-seen order."""
+    """(label, formula) of each row of the θ table: the rows the runs' θ spaces list as their reference
+    (the paper family's whole ten-term pool for a shared rule, searched or not), then every other coordinate
+    some run searched (generated terms, per-layer θ_r@W2, feedback φ_hebb), in first-seen order."""
     seen: dict[str, str] = {}
-    if runs[0].family == "paper" and any("@" not in label for run in runs for label in run.labels):
-        pool = theta_space(replace(runs[0].config, rule=PaperRuleConfig(terms="pool")))
-        seen.update(zip(pool.labels, pool.formulas))  # a shared rule's rows: the whole pool, searched or not
+    for run in runs:
+        seen.update((label, formula) for label, formula in theta_space(run.config).reference if label not in seen)
     for run in runs:
         for label, formula in zip(run.labels, run.formulas):
             seen.setdefault(label, formula)
@@ -177,8 +170,7 @@ def searched(runs: list[RunRecord]) -> list[str]:
 
 def theta_units(runs: list[RunRecord]) -> str:
     """Units of the θ axes: the family's note, else its sign convention."""
-    notes = THETA_NOTES.get(runs[0].family)
-    return notes[0] if notes else sign_convention(runs[0].config)
+    return theta_space(runs[0].config).units or sign_convention(runs[0].config)
 
 
 def plot_theta_bars(runs: list[RunRecord], out: Path) -> Path:
@@ -400,9 +392,8 @@ def theta_table(runs: list[RunRecord]) -> str:
 
 def theta_note(runs: list[RunRecord]) -> str:
     """What the θ table's numbers mean: the family's note, else its sign convention."""
-    notes = THETA_NOTES.get(runs[0].family)
-    return notes[1] if notes else (f"Sign convention `{sign_convention(runs[0].config)}`; '—': not searched "
-                                   f"by that run.")
+    return theta_space(runs[0].config).note or (f"Sign convention `{sign_convention(runs[0].config)}`; '—': not "
+                                                 f"searched by that run.")
 
 
 def evaluation_table(results: list[RuleEvaluation]) -> str:
@@ -530,13 +521,26 @@ def family_held_out(runs: list[RunRecord], args: argparse.Namespace) -> tuple[st
     evaluated = replace(reference, rows=rows + (reference.rows[1:] if args.baselines else []))
     metrics = tuple(rows[0][1])
     text = (f"{args.eval_tasks} fresh tasks (per dataset, for k-cap runs) of each run's family settings, "
-            f"seed {args.eval_seed}, through the "
+            f"seed={args.eval_seed}, through the "
             f"{runs[0].family} family's evaluation; mean ± 95 % CI over tasks, every row on the same tasks and "
             f"initial networks (Δ paired against the first row).\n\n" + grouped_tables(evaluated, metrics))
     if "probe_accuracy" in metrics:
         mean = {label: float(scores["probe_accuracy"].nanmean()) for label, scores in rows}
         text += _seeds_section(runs, mean, "probe accuracy")
     return text + ("\n\n" + "\n".join(notes) if notes else ""), evaluated
+
+
+def held_out_section(runs: list[RunRecord], args: argparse.Namespace) -> str:
+    """The held-out table: grouped by the family's task groups when it offers them (evaluate_rows), the image-task
+    table for rules that know their rule space (the paper family's), else the family's own Evaluation."""
+    if has_own_evaluation(runs[0].family):
+        return family_held_out(runs, args)[0]
+    if all(hasattr(run.rule, "space") for run in runs):
+        return held_out_evaluation(runs, args)[0]
+    family = get_family(runs[0].family)
+    settings = EvaluateSettings(args.eval_tasks, args.eval_seed, args.device, args.baselines, not args.no_progress)
+    evaluation = family.evaluate(runs[0].config, [run.rule for run in runs], settings)
+    return "```\n" + evaluation.to_text() + "\n```"
 
 
 def check_options(runs: list[RunRecord], args: argparse.Namespace) -> None:
@@ -552,7 +556,7 @@ def write_report(runs: list[RunRecord], out: Path, args: argparse.Namespace) -> 
     check_options(runs, args)
     held_out = None
     if args.eval_tasks > 0:
-        held_out = (family_held_out if has_own_evaluation(runs[0].family) else held_out_evaluation)(runs, args)[0]
+        held_out = held_out_section(runs, args)
     out.mkdir(parents=True, exist_ok=True)
     sections = [f"# Comparison of {len(runs)} runs\n",
                 f"Written {time.strftime('%Y-%m-%d %H:%M:%S')} by `evoplastic compare "
@@ -607,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = load_runs(args.runs)
         out = args.out or Path("reports") / f"{time.strftime('%Y%m%d-%H%M%S')}_compare"
-        report = write_report(runs, out, args)
+        with writing_output(out, "the comparison report"):
+            report = write_report(runs, out, args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"evoplastic compare: error: {err}", file=sys.stderr)
         return 2

@@ -36,12 +36,13 @@ from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evalua
     task_config,
 )
 from evoplastic.analysis.tables import grouped_tables, rows_to_json
-from evoplastic.config import DEFAULT_FAMILY, ConfigError, ExperimentConfig, override_config
+from evoplastic.config import DEFAULT_FAMILY, FAMILIES, ConfigError, ExperimentConfig, override_config
 from evoplastic.core.evaluation import EvaluateSettings, RuleToScore
 from evoplastic.families import get_family
 from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
 from evoplastic.families.paper.evaluation import RuleEvaluation, evaluate_rules  # noqa: F401 — re-exported
+from evoplastic.families.paper.transforms import transformed
 from evoplastic.run.rundir import RunDir
 
 TABLE_COEFFICIENTS = 10
@@ -77,7 +78,7 @@ def format_table(results: list[RuleEvaluation], header: str = "") -> str:
 def describe_tasks(task: TaskConfig, n_tasks: int, seed: int) -> str:
     return (f"{n_tasks} tasks of {task.dataset} ({task.split}), classes {format_classes(task.classes)}: "
             f"{task.n_way}-way, {task.k_shot} online samples and {task.n_query} query images per class, "
-            f"seed {seed}; 95 % CI over tasks")
+            f"seed={seed}; 95 % CI over tasks")
 
 
 def _run_stream(args: argparse.Namespace, rules: list[Rule], dataset: Dataset, classes: tuple[int, ...]) -> int:
@@ -87,7 +88,7 @@ def _run_stream(args: argparse.Namespace, rules: list[Rule], dataset: Dataset, c
     curves = evaluate_stream(rules, dataset, classes, args.stream, args.every, args.test_size, args.repeats,
                              args.seed, args.device, relabel, not args.no_progress)
     header = (f"test accuracy (%) on {args.test_size} held-out images of {dataset.name}, classes "
-              f"{format_classes(classes)}, after n online samples ({args.repeats} stream(s), seed {args.seed})")
+              f"{format_classes(classes)}, after n online samples ({args.repeats} stream(s), seed={args.seed})")
     print(format_stream_table(curves, header))
     if args.plot:
         print(f"plot: {plot_stream(curves, args.plot, header)}")
@@ -133,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--n-way", type=int)
     paper.add_argument("--k-shot", type=int)
     paper.add_argument("--n-query", type=int)
+    paper.add_argument("--transform", metavar="NAME:LEVEL",
+                       help="score on a changed input statistic: erode:N or dilate:N (N 3×3 steps: thinner or "
+                            "thicker strokes), contrast:C (pixels × C, clipped), invert")
     paper.add_argument("--fa-theta", type=float, default=BASELINE_THETA["fa"], help="θ_0 of the fa baseline (0.012)")
     paper.add_argument("--bp-theta", type=float, default=BASELINE_THETA["bp"], help="θ_0 of the bp baseline (0.014)")
     paper.add_argument("--stream", type=int, metavar="N", help="Fig. 1 protocol: one online stream of N samples")
@@ -149,17 +153,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _family_of(text: str) -> str:
-    """The family of a RULE given as a run directory or a theta.json inside one; 'paper' otherwise."""
+    """The family of a RULE: a run directory's (or that of the run a theta.json sits in), else the first
+    family whose rule text it is (e.g. kcap:hebb=0.01), else the default family."""
     path = Path(text).expanduser()
     run = path if path.is_dir() else path.parent
     if (run / "config.yaml").is_file():
         return RunDir.open(run).config().family
-    return "paper"
+    if not path.exists():
+        for name in FAMILIES.names():
+            if name != DEFAULT_FAMILY and get_family(name).parse_rule(text) is not None:
+                return name
+    return DEFAULT_FAMILY
 
 
 def _family_rule(text: str, overrides: list[str]) -> tuple[str, ExperimentConfig, torch.Tensor]:
-    """(label, config with overrides, θ) of a run directory or theta.json of a non-paper family."""
+    """(label, config with overrides, θ) of a run directory, a theta.json or a rule text of a non-paper family."""
     path = Path(text).expanduser()
+    if not path.exists():
+        parsed = get_family(_family_of(text)).parse_rule(text)
+        try:
+            cfg = override_config(parsed.config, overrides)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return parsed.label, cfg, torch.tensor(parsed.theta, dtype=torch.float64)
     run = RunDir.open(path if path.is_dir() else path.parent)
     try:
         cfg = override_config(run.config(), overrides)
@@ -192,7 +208,7 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
         return 0
     evaluated = grouped(cfg, [(label, theta, own) for label, own, theta in rules], args.tasks, args.seed,
                         args.baselines, args.autoencoders, args.device)
-    print(f"{args.tasks} fresh tasks, seed {args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
+    print(f"{args.tasks} fresh tasks, seed={args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
     print(grouped_tables(evaluated, tuple(m.name for m in family.metrics)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +229,8 @@ def _run(args: argparse.Namespace) -> int:
     rules = [rule] + (ablated_rules(rule) if args.ablate else [])
     rules += baseline_rules(rule, args.fa_theta, args.bp_theta) if args.baselines else []
     dataset = load_eval_dataset(rule, args.dataset, args.split)
+    if args.transform:
+        dataset = transformed(dataset, args.transform)
     if args.stream is not None:
         classes = parse_classes(args.classes) if args.classes else tuple(torch.unique(dataset.labels).tolist())
         return _run_stream(args, rules, dataset, classes)
@@ -220,13 +238,15 @@ def _run(args: argparse.Namespace) -> int:
     task = task_config(rule, dataset, classes, args.split, n_way=args.n_way, k_shot=args.k_shot,
                        n_query=args.n_query, relabel=args.relabel)
     results = evaluate_rules(rules, dataset, task, args.tasks, args.seed, args.device, not args.no_progress)
-    print(format_table(results, describe_tasks(task, args.tasks, args.seed)))
+    stress = f" (images through {args.transform})" if args.transform else ""
+    print(format_table(results, describe_tasks(task, args.tasks, args.seed) + stress))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "mode": "tasks", "dataset": task.dataset, "split": task.split, "classes": list(task.classes),
             "n_way": task.n_way, "k_shot": task.k_shot, "n_query": task.n_query, "relabel": task.relabel,
-            "tasks": args.tasks, "seed": args.seed, "results": [r.to_json() for r in results]}, indent=2))
+            "tasks": args.tasks, "seed": args.seed, "transform": args.transform,
+            "results": [r.to_json() for r in results]}, indent=2))
     return 0
 
 

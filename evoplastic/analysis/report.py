@@ -6,14 +6,17 @@ describe(cfg); the alignment plot appears only when the run logged alignment ang
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from evoplastic.errors import RunDirError
 from evoplastic.families import get_family, theta_space
-from evoplastic.run.rundir import RunDir
+from evoplastic.run.rundir import RunDir, write_failure
 
 RULE_KEYS = frozenset({"family", "rule", "terms", "formulas", "labels", "sign_convention"})
 """describe() keys that name the rule itself; the others are the settings it learns in."""
@@ -208,11 +211,26 @@ def run_figures(run: RunDir) -> dict[str, Any]:
     return figures | ({"alignment": alignment} if alignment is not None else {})
 
 
+@contextlib.contextmanager
+def writing_output(place: Path, what: str, then: str = "") -> Iterator[None]:
+    """Turn a failed write under place (read-only, full, no permission) into one RunDirError line, + then."""
+    try:
+        yield
+    except OSError as err:
+        raise RunDirError(write_failure(Path(err.filename or place), err, what) + then) from None
+
+
 def plot_run(run: RunDir) -> list[Path]:
-    """(Re)write the run's plots; returns the files written."""
+    """(Re)write the run's plots; returns the files written. A failed write is a RunDirError naming the cause."""
     cfg = run.config()
     records = run.metrics()
     plots = run.path / "plots"
+    with writing_output(plots, "the plots", f"; the run itself is complete: redraw them with 'evoplastic plot "
+                                            f"{run.path}'"):
+        return _plot_records(cfg, records, plots)
+
+
+def _plot_records(cfg: Any, records: list[dict[str, Any]], plots: Path) -> list[Path]:
     plots.mkdir(exist_ok=True)
     if not records:
         return []

@@ -66,14 +66,15 @@ class Case:
     dataset: str = ""
     """task.dataset spec of the tasks; empty for the EMNIST subset when present (emnist_subset)."""
     kernel: str = "inductor"
-    """Compiled rows: the step's kernel, inductor or triton (the single pass of issue 14, CUDA)."""
+    """Compiled rows: the step's kernel, inductor, triton (the single pass on CUDA) or cpp (on CPU)."""
 
     @property
     def label(self) -> str:
         """Row name: mode, plus the CUDA graph and a non-float32 precision."""
         name = {"nograd": "no-grad", "compiled": "compiled"}.get(self.mode, self.mode)
         precision = "" if self.precision == "float32" else f"+{self.precision}"
-        return name + ("+graph" if self.cuda_graph else "") + ("+triton" if self.kernel == "triton" else "") + precision
+        kernel = f"+{self.kernel}" if self.mode == "compiled" and self.kernel != "inductor" else ""
+        return name + ("+graph" if self.cuda_graph else "") + kernel + precision
 
     @classmethod
     def from_dict(cls, values: dict) -> Case:
@@ -251,8 +252,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="also measure memory at 1/5 of the steps (no-grad N=8, autograd N=1)")
     p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=False,
                    help="also time the compiled no-grad path (run_episode(compiled=True)) at each N")
+    p.add_argument("--kernel", default=None,
+                   help="compiled rows' step, comma-separated: cpp (C++ single pass, CPU), inductor, triton (CUDA) "
+                        "(default cpp on CPU, inductor on CUDA: what es.compile=true runs)")
     p.add_argument("--json", type=Path, default=None, help="write all figures to this JSON file")
     args = p.parse_args(argv)
+    args.kernel = tuple((args.kernel or ("inductor" if args.device.startswith("cuda") else "cpp")).split(","))
+    if set(args.kernel) - {"cpp", "inductor", "triton"}:
+        p.error(f"unknown --kernel {','.join(args.kernel)}; choose from cpp, inductor, triton")
     try:
         resolve_terms(args.rule)
     except ValueError as err:
@@ -265,10 +272,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def plan(args: argparse.Namespace) -> list[Case]:
     """Cases to run: no-grad at each N, autograd at N=1, plus the short-unroll scan rows."""
     k = max(1, args.steps // N_WAY) if args.steps else TaskConfig().k_shot
-    case = lambda mode, n, k_shot: Case(mode, n, k_shot, args.rule, tuple(args.dims), args.device,
-                                        args.min_seconds, args.threads, dataset=args.dataset)
+    case = lambda mode, n, k_shot, kernel="inductor": Case(mode, n, k_shot, args.rule, tuple(args.dims), args.device,
+                                                           args.min_seconds, args.threads, dataset=args.dataset,
+                                                           kernel=kernel)
     cases = [case("nograd", n, k) for n in args.members]
-    cases += [case("compiled", n, k) for n in args.members] if args.compiled else []
+    cases += [case("compiled", n, k, kernel) for kernel in args.kernel for n in args.members] if args.compiled else []
     cases += [case("autograd", 1, k)]
     if args.steps_scan and k > 1:
         scan = [case("nograd", 8, max(1, k // 5)), case("nograd", 8, k), case("autograd", 1, max(1, k // 5))]
@@ -309,8 +317,8 @@ def format_row(r: Result) -> str:
 def report(args: argparse.Namespace, hw: dict, results: list[Result]) -> dict:
     """Print the table, the no-grad/autograd ratio and the unroll scan; return every figure for --json."""
     k, short = results[0].case.k_shot, max(1, results[0].case.k_shot // 5)
-    key = lambda r: (r.case.mode, r.case.members, r.case.k_shot)
-    pick = lambda mode, n, k_shot: next((r for r in results if key(r) == (mode, n, k_shot)), None)
+    key = lambda r: (r.case.mode, r.case.members, r.case.k_shot, r.case.kernel if r.case.mode == "compiled" else "")
+    pick = lambda mode, n, k_shot, kernel="": next((r for r in results if key(r) == (mode, n, k_shot, kernel)), None)
     best = max((pick("nograd", n, k) for n in args.members), key=lambda r: r.rate_best)
     autograd = pick("autograd", 1, k)
     ratio = best.rate_best / autograd.rate_best
@@ -319,10 +327,10 @@ def report(args: argparse.Namespace, hw: dict, results: list[Result]) -> dict:
         print(format_row(r))
     print(f"\nratio of best rates: no-grad (N={best.case.members}) {best.rate_best:.2f} member-episodes/s / autograd "
           f"{autograd.rate_best:.3f} episodes/s = {ratio:.1f}x")
-    for n in args.members:
-        eager, compiled = pick("nograd", n, k), pick("compiled", n, k)
+    for kernel, n in ((kernel, n) for kernel in (args.kernel if args.compiled else ()) for n in args.members):
+        eager, compiled = pick("nograd", n, k), pick("compiled", n, k, kernel)
         if eager and compiled:
-            print(f"compiled / eager no-grad at N={n}: {compiled.rate_best:.2f} / {eager.rate_best:.2f} "
+            print(f"compiled ({kernel}) / eager no-grad at N={n}: {compiled.rate_best:.2f} / {eager.rate_best:.2f} "
                   f"member-episodes/s = {compiled.rate_best / eager.rate_best:.1f}x "
                   f"(compile + 1 step {compiled.compile_seconds:.1f} s)")
     for mode, n in (("nograd", 8), ("autograd", 1)):

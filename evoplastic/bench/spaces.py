@@ -1,4 +1,5 @@
-"""``evoplastic bench spaces``: what each rule space of issue 13 costs against the paper's pool, in one run.
+"""``evoplastic bench spaces``: what each rule space (per-layer, plastic feedback, generated terms) costs
+against the paper's pool, in one run.
 
 Timing: in one process, the paper network learns the same tasks (the EMNIST subset when present,
 else uniform noise of the same shape) for every space, N members per call on one task, as one ES

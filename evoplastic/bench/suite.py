@@ -37,7 +37,7 @@ from evoplastic.bench.family import measure_family as measure_family_case
 from evoplastic.bench.inner import Case, Result
 from evoplastic.bench.roofline import Machine, measure_machine, member_episode
 from evoplastic.families.paper.config import NetworkConfig, TaskConfig
-from evoplastic.families.paper.fused import COMPILED_CHUNK, FusedOptions
+from evoplastic.families.paper.fused import COMPILED_CHUNK, CPP_CHUNK, CPU_KERNEL, FusedOptions
 from evoplastic.families.paper.inner import run_episode
 from evoplastic.families.paper.network import make_activation
 from evoplastic.families.paper.rules import resolve_terms
@@ -89,8 +89,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
 def suite_cases(args: argparse.Namespace) -> list[Case]:
     """Per-member loop and autograd first (every later ratio needs both), then eager and compiled rows
     (CUDA: replayed from graphs) at each N and the reduced precisions at the last N. On CUDA without
-    --full: the batched rows at the last N only, and compiled rows only with graphs. The Triton kernel's
-    rows follow on CUDA."""
+    --full: the batched rows at the last N only, and compiled rows only with graphs. The single-pass
+    kernel's rows follow (CPU: the C++ step at each N, then its 16-bit storage; CUDA: Triton)."""
     cuda = args.device.startswith("cuda")
     quick = cuda and not args.full
     k = max(1, args.steps // bench.N_WAY) if args.steps else TaskConfig().k_shot
@@ -100,10 +100,13 @@ def suite_cases(args: argparse.Namespace) -> list[Case]:
     cases = [case("nograd", 1), case("autograd", 1)] + [case("nograd", n) for n in sizes]
     cases += [] if quick else [case("compiled", n) for n in sizes]
     cases += [case("compiled", n, cuda_graph=True) for n in sizes] if cuda else []
-    cases += [case("compiled", args.members[-1], cuda_graph=cuda, precision=p) for p in args.precisions]
-    # the single-pass Triton kernel (issue 14), CUDA only: float32 W and each 16-bit storage of the run
-    return cases + ([case("compiled", args.members[-1], cuda_graph=True, precision=p, kernel="triton")
-                     for p in ("float32", *args.precisions) if p != "tf32"] if cuda else [])
+    if not cuda:  # the C++ single pass (es.compile=true on CPU) at each N, then with each 16-bit storage
+        cases += [case("compiled", n, kernel=CPU_KERNEL) for n in sizes]
+        return cases + [case("compiled", args.members[-1], precision=p, kernel=CPU_KERNEL) for p in args.precisions]
+    cases += [case("compiled", args.members[-1], cuda_graph=True, precision=p) for p in args.precisions]
+    # the single-pass Triton kernel: float32 W and each 16-bit storage of the run
+    return cases + [case("compiled", args.members[-1], cuda_graph=True, precision=p, kernel="triton")
+                    for p in ("float32", *args.precisions) if p != "tf32"]
 
 
 def check_spec(args: argparse.Namespace, k_shot: int) -> dict:
@@ -137,8 +140,9 @@ def plan_jobs(args: argparse.Namespace) -> list[list[dict]]:
 def roofline_percent(result: Result, machine: Machine, n_query: int) -> float:
     """Rate as a percentage of this row's roofline ceiling on the measured machine."""
     c = result.case
-    formulation = ("ideal" if c.kernel == "triton" else "compiled") if c.mode == "compiled" else "eager"
-    shared = min(c.members, COMPILED_CHUNK) if c.mode == "compiled" and c.device == "cpu" else c.members
+    formulation = ("ideal" if c.kernel in ("triton", "cpp") else "compiled") if c.mode == "compiled" else "eager"
+    chunk = CPP_CHUNK if c.kernel == "cpp" else COMPILED_CHUNK
+    shared = min(c.members, chunk) if c.mode == "compiled" and c.device == "cpu" else c.members
     wbytes = torch.finfo(weight_dtype(c.precision) or torch.float32).bits // 8
     work = member_episode(c.dims, c.k_shot * bench.N_WAY, n_query, formulation, wbytes, shared)
     return 100 * result.rate_best / machine.ceiling(work)
@@ -156,7 +160,8 @@ def check_precisions(spec: dict) -> list[dict]:
     activation = make_activation(NetworkConfig(dims=case.dims))
     scores = {}
     for precision in ["float32", *spec["precisions"]]:
-        options = FusedOptions.for_precision(precision, cuda_graph=device.type == "cuda")
+        options = FusedOptions.for_precision(precision, cuda_graph=device.type == "cuda",
+                                             kernel="inductor" if device.type == "cuda" else CPU_KERNEL)
         with torch.no_grad(), matmul_precision(precision, device):
             result = run_episode(theta, terms, tasks, init, activation, compiled=options)
         scores[precision] = (result.accuracy.double().cpu(), result.loss.double().cpu())
@@ -292,7 +297,7 @@ class Report:
     def add_family(self, r: FamilyResult) -> None:
         if not self.kcap:
             work = kcap_workload(family_config(r.case))
-            print(f"\nk-cap family (seed 004): batched no-grad episode through its Problem (the ES path), "
+            print(f"\nk-cap family: batched no-grad episode through its Problem (the ES path), "
                   f"{describe_kcap_workload(work)}")
             print(f"{'path':24}{'N':>6}{'member-ep/s':>13}{'median/s':>10}{'x k-cap N=1':>13}"
                   f"{'x paper per-member':>20}{'probe acc.':>12}")

@@ -31,6 +31,12 @@ class ThetaSpace:
     """Per-coordinate step scales for a scaled Adam loop; empty: plain coordinates (all 1)."""
     no_gradient_reason: str = ""
     """Why the Adam loop cannot differentiate the meta-loss for this config (and what to use); empty if it can."""
+    units: str = ""
+    """What a θ value means, for plot axes (e.g. 'paper units, ΔW = -Σ θ_r T_r'); empty: the sign convention."""
+    note: str = ""
+    """A sentence above a table of θ values (units, conventions, differences from published code)."""
+    reference: tuple[tuple[str, str], ...] = ()
+    """(label, formula) rows a θ table lists even where this rule does not search them (e.g. a whole pool)."""
 
     def __post_init__(self) -> None:
         n = len(self.initial)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -37,6 +38,7 @@ import torch
 from evoplastic.config import ExperimentConfig, config_from_dict, config_to_dict
 from evoplastic.core.fitness import Evaluation, FitnessFunction, resolve_device
 from evoplastic.families import build_fitness
+from evoplastic.run.rundir import interrupted_message
 
 LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE")
 """Environment variables set by MPICH/Intel MPI (PMI), PMIx (Open MPI, Slurm) or Open MPI's mpirun."""
@@ -45,6 +47,8 @@ AUTO_BLOCKS = 8
 TAG_CONFIG, TAG_REQUEST, TAG_RESULT = 11, 12, 13
 POLL_SECONDS = 0.001
 """Sleep between message probes: MPICH's blocking receive would spin a core at 100 %."""
+INTERRUPT_GRACE = 2.0
+"""Seconds a worker waits on Ctrl-C before aborting, so that rank 0 prints the resume command first."""
 Block = tuple[slice, slice]
 """(members, tasks) of the (P, T) score matrix."""
 
@@ -98,14 +102,24 @@ def rank_device(cfg: ExperimentConfig, world: World) -> torch.device:
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         return torch.device(f"cuda:{world.local_rank % torch.cuda.device_count()}")
-    if world.comm is not None and "OMP_NUM_THREADS" not in os.environ:  # MPI launches leave torch on 1 thread
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // world.local_size))
     return device
+
+
+def apply_threads(cfg: ExperimentConfig) -> int:
+    """Set torch's intra-op threads of this process (each MPI rank is one): cfg.threads, else the default.
+
+    The default is $OMP_NUM_THREADS when set, else 1: the networks are small, and on a shared 2-core
+    machine two threads made the paper's Adam episode 20-80 times slower than one (interleaved A/B);
+    more cores are used by more MPI ranks.
+    """
+    threads = cfg.threads or int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
 
 
 def build_rank_fitness(cfg: ExperimentConfig, world: World) -> FitnessFunction:
     """This rank's fitness function on this rank's device (data loaded here, tasks rebuilt from the seed)."""
+    apply_threads(cfg)
     return build_fitness(replace(cfg, device=str(rank_device(cfg, world))))
 
 
@@ -194,8 +208,13 @@ class MPIScorer:
 
     def close(self) -> None:
         """Send every worker the stop message."""
-        for rank in range(1, self.world.size):
-            self.world.comm.send(None, dest=rank, tag=TAG_REQUEST)
+        stop_workers(self.world)
+
+
+def stop_workers(world: World) -> None:
+    """Tell every worker rank to stop: before the config (rank 0 failed early) or between evaluations."""
+    for rank in range(1, world.size):
+        world.comm.send(None, dest=rank, tag=TAG_REQUEST)
 
 
 def make_scorer(world: World, cfg: ExperimentConfig) -> tuple[FitnessFunction, FitnessFunction | MPIScorer]:
@@ -204,27 +223,40 @@ def make_scorer(world: World, cfg: ExperimentConfig) -> tuple[FitnessFunction, F
     Under any MPI launch (``-n 1`` too) every evaluation goes through the blocks, so R never matters.
     """
     if world.comm is None:
+        apply_threads(cfg)
         fitness = build_fitness(cfg)
         return fitness, fitness
     for rank in range(1, world.size):
-        world.comm.send(config_to_dict(cfg), dest=rank, tag=TAG_CONFIG)
+        world.comm.send(config_to_dict(cfg), dest=rank, tag=TAG_REQUEST)
     fitness = build_rank_fitness(cfg, world)
     return fitness, MPIScorer(world, fitness)
 
 
 def serve(world: World) -> int:
-    """Worker ranks: receive the config, then score shares until rank 0 says stop."""
+    """Worker ranks: receive the config, then score shares until rank 0 says stop (None, at either point)."""
     with guard(world):
-        cfg = config_from_dict(_receive(world, 0, TAG_CONFIG))
-        fitness = build_rank_fitness(cfg, world)
+        message = _receive(world, 0, TAG_REQUEST)
+        if message is None:  # rank 0 stopped before training (a refused resume, a bad config)
+            return 0
+        fitness = build_rank_fitness(config_from_dict(message), world)
         while (request := _receive(world, 0, TAG_REQUEST)) is not None:
             world.comm.send(score_share(fitness, world, request), dest=0, tag=TAG_RESULT)
     return 0
 
 
+def launcher_command(world: World) -> str:
+    """How to start this job's size again, for messages: 'mpiexec -n R' (empty without MPI)."""
+    return f"mpiexec -n {world.size}" if world.comm is not None else ""
+
+
 @contextmanager
 def guard(world: World) -> Iterator[None]:
-    """With several ranks, an exception on this rank prints its message and aborts the whole job (no hang)."""
+    """With several ranks, rank 0's user error stops the workers and exits 2; another error aborts the job.
+
+    Ctrl-C (delivered to every rank by the launcher) ends the job with status 130, rank 0 printing how to
+    resume under the launcher; any other exception prints its message (with a traceback unless it is a
+    user error) and aborts every rank instead of hanging them.
+    """
     try:
         yield
     except BaseException as err:
@@ -232,12 +264,26 @@ def guard(world: World) -> Iterator[None]:
             raise
         where = f"MPI rank {world.rank} of {world.size}"
         if isinstance(err, KeyboardInterrupt):
-            print(f"evoplastic: interrupted ({where}); continue with 'evoplastic train --resume RUN_DIR'",
-                  file=sys.stderr)
-        else:
-            if not isinstance(err, (ValueError, FileNotFoundError)):  # user errors need no traceback
-                traceback.print_exc()
-            print(f"evoplastic: error on {where}: {err}; aborting all ranks", file=sys.stderr)
-        sys.stderr.flush()
-        sys.stdout.flush()
-        world.comm.Abort(1)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the launcher may forward Ctrl-C more than once
+            if world.is_root:
+                print(interrupted_message(getattr(err, "run_dir", None), getattr(err, "resumable", False),
+                                          launcher_command(world)), file=sys.stderr)
+            else:
+                time.sleep(INTERRUPT_GRACE)  # rank 0 aborts first, after printing how to resume
+            _abort(world, 130)
+        if world.is_root and isinstance(err, (ValueError, FileNotFoundError)):
+            print(f"evoplastic: error: {err}", file=sys.stderr)
+            stop_workers(world)
+            raise SystemExit(2) from None
+        if not isinstance(err, (ValueError, FileNotFoundError)):  # user errors need no traceback
+            traceback.print_exc()
+        print(f"evoplastic: error on {where}: {err}; aborting all ranks", file=sys.stderr)
+        _abort(world, 1)
+
+
+def _abort(world: World, code: int) -> None:
+    """End the whole job with code; never returns (MPICH's Abort was seen to return while the job wound down)."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    world.comm.Abort(code)
+    os._exit(code)

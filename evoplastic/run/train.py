@@ -12,9 +12,11 @@ from tqdm import tqdm
 
 from evoplastic.config import ExperimentConfig, config_to_dict
 from evoplastic.core.fitness import Evaluation, FitnessFunction, score_in_blocks
+from evoplastic.errors import RunDirError
 from evoplastic.families import build_fitness, get_family, theta_space
 from evoplastic.outer.select import make_outer
 from evoplastic.run.health import check_scored, health_warnings
+from evoplastic.run.parallel import apply_threads
 from evoplastic.run.rundir import RunDir
 from evoplastic.stats import mean_ci95
 
@@ -45,9 +47,19 @@ def evaluate_theta(score: Scorer, theta: torch.Tensor, step: int, n_tasks: int, 
             f"{purpose}/loss": float(loss.mean()), f"{purpose}/tasks": len(acc)}
 
 
-def _resume(run: RunDir, outer: Any) -> tuple[int, float]:
-    ckpt = run.load_checkpoint()
-    outer.load_state_dict(ckpt["outer"])
+def _resume(cfg: ExperimentConfig, run: RunDir, outer: Any) -> tuple[int, float]:
+    """Restore the last readable checkpoint; the config it continues under becomes the run's config.yaml.
+
+    Checked first, so that nothing fails only after the remaining steps: the run's JSON records and
+    a step count that does not reach back past the checkpoint.
+    """
+    run.check_records()
+    ckpt = run.load_checkpoint(lambda state: outer.load_state_dict(state["outer"]))
+    if ckpt["step"] > cfg.steps:
+        raise RunDirError(f"{run.path}'s checkpoint is at step {ckpt['step']}, past steps={cfg.steps}; give "
+                          f"steps={ckpt['step']} or more")
+    if config_to_dict(cfg) != config_to_dict(run.config()):
+        run.save_config(cfg)  # a later plain resume continues (and evaluates) under these overrides too
     run.truncate_metrics(ckpt["step"])
     return ckpt["step"], ckpt["elapsed"]
 
@@ -60,6 +72,7 @@ def train(cfg: ExperimentConfig, run: RunDir, resume: bool = False, fitness: Fit
     gets every step's logged metrics (a dict), after the record is written.
     """
     with run.lock():  # a second process training into the same run is refused
+        apply_threads(cfg)
         return _train(cfg, run, resume, fitness, score, progress, tuple(callbacks))
 
 
@@ -68,7 +81,7 @@ def _train(cfg: ExperimentConfig, run: RunDir, resume: bool, fitness: FitnessFun
     fitness = fitness or build_fitness(cfg)
     score = score or fitness
     outer = make_outer(cfg, theta_space(cfg))
-    step, elapsed = _resume(run, outer) if resume else (0, 0.0)
+    step, elapsed = _resume(cfg, run, outer) if resume else (0, 0.0)
     episodes = sum(r.get("budget/episodes", 0) for r in run.metrics())
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, disable=not progress,
                desc=f"{cfg.name} ({cfg.outer})", unit="gen" if cfg.outer == "es" else "ep")

@@ -1,4 +1,4 @@
-"""Untrained networks, backprop autoencoders, and the seed's look-ahead loss with a straight-through k-cap."""
+"""Untrained networks, backprop autoencoders, and the paper's look-ahead loss with a straight-through k-cap."""
 
 import dataclasses
 

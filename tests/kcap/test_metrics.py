@@ -111,3 +111,20 @@ def test_emd_of_wide_binary_codes_does_not_fail():
     theta = torch.tensor([[0.018796759713847436, 0.015267718138398063, 0.01699277471263986, -0.00012142313406315644]])
     scores = score(theta.repeat(50, 1), tasks, init, cfg)
     assert torch.isfinite(scores["emd"]).all() and (scores["emd"] > 0).all()
+
+
+def test_logistic_probe_separates_separable_data_and_matches_chance_on_noise():
+    from evoplastic.families.kcap.metrics import logistic_probe
+    g = make_generator(7)
+    y = torch.arange(2).repeat_interleave(20).repeat(3, 1)
+    x = torch.randn(3, 40, 5, generator=g, dtype=torch.float64) + 3.0 * (2 * y.unsqueeze(2) - 1) * torch.eye(5)[0]
+    assert (logistic_probe(x[:, ::2], y[:, ::2], x[:, 1::2], y[:, 1::2], 1e-3) == 1).all()
+    noise = torch.randn(3, 40, 5, generator=g, dtype=torch.float64)
+    few = [0, 1, 20, 21]  # two labels per class
+    assert logistic_probe(noise[:, few], y[:, few], noise, y, 1e-3).mean() < 0.8
+
+
+def test_distinct_codes_counts_unique_rows():
+    from evoplastic.families.kcap.metrics import distinct_codes
+    z = torch.tensor([[[1.0, 0], [1, 0], [0, 1]], [[1.0, 0], [1, 0], [1, 0]]])
+    assert distinct_codes(z).tolist() == [2.0, 1.0]

@@ -56,3 +56,29 @@ def test_expand_tiles_tasks_and_is_finite():
     bad = KcapState(big.M_in.clone(), big.M_rec, big.M_out)
     bad.M_in[2, 0, 0] = float("nan")
     assert bad.is_finite().tolist() == [True, True, False, True, True, True]
+
+
+def test_codes_are_scale_invariant_without_a_bias():
+    """a_k(M_in c x) = a_k(M_in x) for c > 0: the code sees only the input's direction, so concentric
+    circles (which differ only in radius) cannot be told apart by any probe on it."""
+    cfg = KcapConfig(n_features=10, n_hidden=32, cap=4, recurrent_steps=3)
+    state = init_state(cfg, 2, make_generator(5), torch.float64)
+    x = torch.randn(2, 50, 10, generator=make_generator(6), dtype=torch.float64)
+    for c in (0.5, 2.0, 3.7):
+        assert torch.equal(kcap(torch.matmul(c * x, state.M_in.transpose(1, 2)), cfg.cap),
+                           kcap(torch.matmul(x, state.M_in.transpose(1, 2)), cfg.cap))
+        assert torch.equal(encode(state, c * x, cfg), encode(state, x, cfg))
+
+
+def test_input_bias_breaks_scale_invariance_and_keeps_other_weights():
+    plain = KcapConfig(n_features=10, n_hidden=32, cap=4)
+    biased = KcapConfig(n_features=10, n_hidden=32, cap=4, input_bias=1.0)
+    s0, s1 = (init_state(c, 2, make_generator(5), torch.float64) for c in (plain, biased))
+    assert s1.M_in.shape == (2, 32, 11) and torch.equal(s1.M_in[..., :10], s0.M_in)
+    assert torch.equal(s1.M_rec, s0.M_rec)
+    x = torch.randn(2, 50, 10, generator=make_generator(6), dtype=torch.float64)
+    xs = activity(s1, x, biased)
+    assert xs[0].shape == (2, 50, 11) and (xs[0][..., 10] == 1.0).all()
+    assert torch.equal(xs[1], kcap(x @ s1.M_in[..., :10].transpose(1, 2) + s1.M_in[..., 10].unsqueeze(1), 4))
+    changed = (encode(s1, 0.5 * x, biased) != encode(s1, x, biased)).any(-1).double().mean()
+    assert changed > 0.2  # halving the radius now moves many codes

@@ -31,7 +31,18 @@ HAND = {  # T_r for M, pre, post above, worked out by hand
     "oja": [[2 - 4, 4 - 8, 0 - 12], [-1 - 4, -2 - 5, 0 - 6]],  # post preᵀ - diag(post²) M
     "covariance": [[0, 1.5, -1.5], [0, -1.5, 1.5]],  # (post - 0.5)(pre - 1)ᵀ
     "gated_decay": [[4, 8, 12], [4, 5, 6]],
+    "hebb_near": [[4, 2, 6], [-2, -1, -3]],  # post (pre_{j-1} + pre_{j+1})ᵀ, cyclic: (2, 1, 3)
+    "hebb_far": [[4, 2, 6], [-2, -1, -3]],  # with 3 inputs distance 2 is distance 1 the other way
+    "auto": [[0, 0, 0], [0, 0, 0]],  # M (2×3) is not square: no same-step post activity, zero
 }
+
+
+def test_auto_term_is_pre_pre_on_square_matrices():
+    cfg = pool_cfg(["auto"])
+    sq, pre = torch.eye(3, dtype=torch.float64).unsqueeze(0), torch.tensor([[1.0, 0.0, 2.0]], dtype=torch.float64)
+    new = apply_rule(torch.tensor([[0.5]], dtype=torch.float64), sq, pre, torch.zeros(1, 3, dtype=torch.float64),
+                     cfg, "M_rec")
+    assert torch.allclose(new[0], sq[0] + 0.5 * torch.outer(pre[0], pre[0]))
 
 
 def pool_cfg(terms, **kw):

@@ -1,10 +1,10 @@
-"""Baselines on identical tasks: the untrained k-cap RNN, backprop autoencoders, and the seed's gradient loop.
+"""Baselines on identical tasks: the untrained k-cap RNN, backprop autoencoders, and the paper's gradient loop.
 
 - Autoencoders (seed Fig. 2): an RNN with the k-cap network's recurrence but a smooth activation,
   and an MLP with the same widths and depth whose T + 1 layers are untied; linear decoder M_out;
   Adam on each task's unlabelled stream, all T tasks trained at once as a batch.
-- The seed's outer loop: the one-step look-ahead autoencoding loss. At sampled stream positions s
-  the rule is applied once to the network M_s (reached with θ held constant, as the seed treats
+- The paper's outer loop: the one-step look-ahead autoencoding loss. At sampled stream positions s
+  the rule is applied once to the network M_s (reached with θ held constant, as the paper treats
   the inner weights), and the updated network reconstructs the next sample x_{s+1} through its own
   read-out (refit on the stream, held constant). The gradient reaches θ through a straight-through
   k-cap. (Scoring through M_s's old read-out instead rewards rules that change nothing.)
@@ -123,7 +123,7 @@ def autoencoder_scores(tasks: KcapTasks, cfg: KcapConfig, ae: AutoencoderConfig,
     return scores
 
 
-# --- the seed's gradient outer loop ------------------------------------------------------------
+# --- the paper's gradient outer loop ------------------------------------------------------------
 
 
 def kcap_straight_through(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -187,7 +187,7 @@ def one_step_losses(theta: torch.Tensor, roll: Rollout, cfg: KcapConfig,
 
 def lookahead_loss(theta: torch.Tensor, tasks: KcapTasks, init: KcapState, cfg: KcapConfig,
                    cap: Cap = kcap_straight_through) -> torch.Tensor:
-    """The seed's meta-loss for θ (1, R): mean one-step look-ahead reconstruction error over tasks and positions.
+    """The paper's meta-loss for θ (1, R): mean one-step look-ahead reconstruction error over tasks and positions.
 
     Differentiable in θ (through the single rule application and the straight-through cap);
     the networks M_s are reached with θ detached.

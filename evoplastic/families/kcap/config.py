@@ -1,10 +1,11 @@
-"""Settings of the k-cap RNN family (seed 004): data, network, rule space and meta-objective.
+"""Settings of the k-cap RNN family (Balwani, Gupta & Shu): data, network, rule space and meta-objective.
 
 One frozen dataclass is schema and defaults; ``validate`` names the bad key and the fix.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from evoplastic.config import ExperimentConfig, FamilySchema
@@ -15,7 +16,8 @@ DATASETS = ("moons", "circles", "blobs")
 MATRICES = ("M_in", "M_rec")
 """Matrices a rule may make plastic, in θ-block order; M_out is the closed-form read-out."""
 
-POOL_TERMS = ("hebb", "post", "pre", "decay", "oja", "covariance", "gated_decay")
+POOL_TERMS = ("hebb", "post", "pre", "decay", "oja", "covariance", "gated_decay", "hebb_near", "hebb_far",
+              "auto")
 """Names of the pool's terms, in index order (rules.POOL holds their formulas)."""
 
 RULE_FORMS = ("pool", "mlp")
@@ -70,7 +72,11 @@ class KcapConfig:
     objective: str = "probe_loss"
     """Meta-loss the outer loop minimises: probe_loss, probe_error, ae_mse or emd."""
     lookahead_points: int = 16
-    """Stream positions the seed's one-step look-ahead loss (baselines) averages over."""
+    """Stream positions the paper's one-step look-ahead loss (baselines) averages over."""
+    input_bias: float = 0.0
+    """Value b of a constant input unit appended to x_0 (0: none). Without it the code is scale-invariant,
+    a_k(M_in c x) = a_k(M_in x) for c > 0, so it sees only the input's direction (circles differ only in
+    radius); with it M_in has n + 1 columns, the last a per-unit threshold b·M_in[:, n] the rule also updates."""
 
 
 def _require(ok: bool, message: str) -> None:
@@ -115,6 +121,7 @@ def validate(cfg: KcapConfig) -> KcapConfig:
         _require(value >= 0, f"kcap.{key}={value!r}: must be ≥ 0")
     _require(cfg.probe_ridge > 0 and cfg.readout_ridge > 0,
              "kcap.probe_ridge and kcap.readout_ridge must be > 0 (the closed-form fits need it); try 1e-3")
+    _require(math.isfinite(cfg.input_bias), f"kcap.input_bias={cfg.input_bias!r}: must be finite (0 for none)")
     _require(0 < cfg.circles_factor < 1, f"kcap.circles_factor={cfg.circles_factor!r}: must lie in (0, 1)")
     return cfg
 

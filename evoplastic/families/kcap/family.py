@@ -1,4 +1,4 @@
-"""The k-cap RNN of seed 004 as a network family: its θ space, problem and rule description."""
+"""The k-cap RNN (Balwani, Gupta & Shu) as a network family: its θ space, problem, evaluation and rule text."""
 
 from __future__ import annotations
 

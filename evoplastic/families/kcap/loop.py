@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from evoplastic.families.kcap.config import KcapConfig
-from evoplastic.families.kcap.network import KcapState, activity, encode
+from evoplastic.families.kcap.network import KcapState, activity, encode, input_width
 from evoplastic.families.kcap.rules import apply_rule, theta_size
 
 
@@ -70,9 +70,10 @@ def check_shapes(theta: torch.Tensor, unlabelled: torch.Tensor, init: KcapState,
         raise ValueError(f"init holds {init.n_pairs} networks but there are {n_tasks} tasks")
     if theta.shape[0] % n_tasks:
         raise ValueError(f"N={theta.shape[0]} pairs must be a multiple of the {n_tasks} tasks")
-    if unlabelled.shape[2] != init.M_in.shape[2]:
-        raise ValueError(f"inputs have {unlabelled.shape[2]} features but M_in takes {init.M_in.shape[2]}; "
-                         f"sample tasks and init with the same kcap.n_features")
+    if unlabelled.shape[2] != cfg.n_features or init.M_in.shape[2] != input_width(cfg):
+        raise ValueError(f"inputs have {unlabelled.shape[2]} features and M_in takes {init.M_in.shape[2]} but "
+                         f"kcap.n_features={cfg.n_features}, kcap.input_bias={cfg.input_bias}; sample tasks and "
+                         f"init with the same config")
     return theta.shape[0] // n_tasks
 
 

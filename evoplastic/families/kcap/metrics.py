@@ -131,3 +131,30 @@ def score(theta: torch.Tensor, tasks: KcapTasks, init: KcapState, cfg: KcapConfi
 def objective(scores: dict[str, torch.Tensor], cfg: KcapConfig) -> torch.Tensor:
     """The (N,) meta-loss cfg.objective names, out of score's dict (lower is better for all four)."""
     return scores[cfg.objective]
+
+
+def logistic_probe(labelled: torch.Tensor, labelled_y: torch.Tensor, query: torch.Tensor, query_y: torch.Tensor,
+                   ridge: float, steps: int = 50) -> torch.Tensor:
+    """Query accuracy (N,) of a logistic-regression probe (cross-entropy + λ‖w‖², bias unpenalised) by Newton steps.
+
+    The cross-entropy read-out Balwani, Gupta & Shu retrain on a few labels, in place of the ridge probe;
+    deterministic, no learning rate. labelled (N, B, F) with 0/1 labels (N, B); query (N, Q, F).
+    """
+    ones = lambda x: torch.cat([x, torch.ones_like(x[..., :1])], -1)
+    x, y = ones(labelled).double(), labelled_y.double()
+    n, width = x.shape[1], x.shape[2]
+    penalty = torch.full((width,), 2 * ridge, dtype=torch.float64, device=x.device)
+    penalty[-1] = 1e-8  # the bias is not penalised (a tiny term keeps the Hessian invertible)
+    w = torch.zeros(x.shape[0], width, dtype=torch.float64, device=x.device)
+    for _ in range(steps):
+        p = torch.sigmoid(torch.einsum("nbf,nf->nb", x, w))
+        grad = torch.einsum("nbf,nb->nf", x, p - y) / n + penalty * w
+        hess = torch.einsum("nbf,nb,nbg->nfg", x, p * (1 - p), x) / n + torch.diag(penalty)
+        w = w - torch.linalg.solve(hess, grad)
+    out = torch.einsum("nqf,nf->nq", ones(query).double(), w)
+    return ((out > 0) == (query_y == 1)).to(labelled.dtype).mean(1)
+
+
+def distinct_codes(latent: torch.Tensor) -> torch.Tensor:
+    """(N,) number of different codes among the B latents of each pair (N, B, F): 1 means fully degenerate."""
+    return torch.tensor([len(torch.unique(z, dim=0)) for z in latent], dtype=torch.float64)

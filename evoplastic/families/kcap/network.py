@@ -1,4 +1,4 @@
-"""The k-cap RNN of seed 004: x_1 = a_k(M_in x_0), x_t = a_k(M_rec x_{t-1}), latent x_{T+1}, read-out M_out.
+"""The k-cap RNN of Balwani, Gupta & Shu: x_1 = a_k(M_in x_0), x_t = a_k(M_rec x_{t-1}), latent x_{T+1}, read-out M_out.
 
 Every tensor carries the batch axis N (one network per (θ, task) pair); inputs are (N, B, n).
 """
@@ -60,22 +60,39 @@ class KcapState:
         return torch.stack([torch.isfinite(m).flatten(1).all(1) for m in (self.M_in, self.M_rec, self.M_out)]).all(0)
 
 
+def input_width(cfg: KcapConfig) -> int:
+    """Columns of M_in: the n features, plus the constant unit when kcap.input_bias ≠ 0."""
+    return cfg.n_features + (1 if cfg.input_bias else 0)
+
+
+def with_bias(x: torch.Tensor, cfg: KcapConfig) -> torch.Tensor:
+    """x (..., n) with the constant unit input_bias appended (..., n + 1); x itself when input_bias = 0."""
+    if not cfg.input_bias:
+        return x
+    return torch.cat([x, torch.full_like(x[..., :1], cfg.input_bias)], -1)
+
+
 def init_state(cfg: KcapConfig, n_tasks: int, generator: torch.Generator,
                dtype: torch.dtype = torch.float32) -> KcapState:
     """n_tasks fresh networks: M_in ~ N(0, 1/n), M_rec ~ N(0, 1/m) entrywise (rows of norm ≈ 1), M_out = 0.
 
     M_out starts at zero because the inner loop fits it in closed form at the end of the stream.
-    Drawn in float64 then cast, so float32 and float64 runs start from the same numbers.
+    Drawn in float64 then cast, so float32 and float64 runs start from the same numbers. The bias
+    column (input_bias ≠ 0) is drawn last, N(0, 1/n), so the other weights match the bias-free network's.
     """
     n, m = cfg.n_features, cfg.n_hidden
     m_in = torch.randn(n_tasks, m, n, generator=generator, dtype=torch.float64) / math.sqrt(n)
     m_rec = torch.randn(n_tasks, m, m, generator=generator, dtype=torch.float64) / math.sqrt(m)
     m_out = torch.zeros(n_tasks, n, m, dtype=torch.float64)
+    if cfg.input_bias:
+        m_in = torch.cat([m_in, torch.randn(n_tasks, m, 1, generator=generator, dtype=torch.float64) / math.sqrt(n)], 2)
     return KcapState(m_in, m_rec, m_out).map(lambda t: t.to(dtype))
 
 
 def activity(state: KcapState, x: torch.Tensor, cfg: KcapConfig, cap: Cap = kcap) -> list[torch.Tensor]:
-    """[x_0, x_1, ..., x_{T+1}] for inputs x (N, B, n): x_0 = x, the rest (N, B, m) binary k-caps."""
+    """[x_0, x_1, ..., x_{T+1}] for inputs x (N, B, n): x_0 = x with the constant unit if any (the
+    pre-activity M_in learns from), the rest (N, B, m) binary k-caps."""
+    x = with_bias(x, cfg)
     xs = [x, cap(torch.matmul(x, state.M_in.transpose(1, 2)), cfg.cap)]
     for _ in range(cfg.recurrent_steps):
         xs.append(cap(torch.matmul(xs[-1], state.M_rec.transpose(1, 2)), cfg.cap))

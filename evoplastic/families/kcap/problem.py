@@ -3,8 +3,8 @@
 A step's T tasks and initial networks come from (run seed, purpose, step), so any process
 rebuilds them; member p on task t is pair p·T + t. Without a graph (ES) the meta-loss is
 kcap.objective (probe loss, probe error, read-out MSE or EMD) after the whole stream; under
-autograd (outer=adam) it is the seed's one-step look-ahead autoencoding loss through the rule
-with a straight-through k-cap, the seed's own outer loop (baselines.lookahead_loss).
+autograd (outer=adam) it is the paper's one-step look-ahead autoencoding loss through the rule
+with a straight-through k-cap, the paper's own outer loop (baselines.lookahead_loss).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class KcapProblem:
             return score(pairs, batch.tasks, batch.init, self.kcap, with_emd)
 
     def _lookahead_scores(self, theta: torch.Tensor, batch: KcapBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The seed's differentiable meta-loss for one θ (1, R), and its probe accuracy after the stream."""
+        """The paper's differentiable meta-loss for one θ (1, R), and its probe accuracy after the stream."""
         if theta.shape[0] != 1:
             raise ValueError(f"the look-ahead (Adam) loss scores one candidate at a time, got {theta.shape[0]}")
         loss = lookahead_loss(theta, batch.tasks, batch.init, self.kcap)

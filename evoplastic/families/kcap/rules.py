@@ -1,4 +1,4 @@
-"""The θ space of the k-cap family: a pool of named local terms, or the seed's tiny MLP f_θ(pre_j, post_i, M_ij).
+"""The θ space of the k-cap family: a pool of named local terms, or the paper's tiny MLP f_θ(pre_j, post_i, M_ij).
 
 Sign convention: ΔM = +Σ_r θ_r T_r (θ_hebb > 0 potentiates, θ_decay < 0 shrinks M), unlike the
 paper system's ΔW = -Σ θ_r T_r. A matrix sees P (pre, post) pairs per sample (P = 1 for M_in,
@@ -23,6 +23,11 @@ def _centred(v: torch.Tensor) -> torch.Tensor:
     return v - v.mean(-1, keepdim=True)
 
 
+def _neighbours(v: torch.Tensor, distance: int) -> torch.Tensor:
+    """v_{j-d} + v_{j+d} at every j along the last dim (cyclic)."""
+    return torch.roll(v, distance, -1) + torch.roll(v, -distance, -1)
+
+
 @dataclass(frozen=True)
 class Term:
     """T = left ⊗ right(pre) + diag(row(post)) M, for one (pre, post) pair; either part may be absent."""
@@ -39,6 +44,8 @@ class Term:
     """Per-row coefficient on M from post (..., b)."""
 
 
+SELF = "pre_self"
+"""Left factor that is the presynaptic activity itself (square matrices only)."""
 LEFT: dict[str, Fn] = {"post": lambda post: post, "one": torch.ones_like, "centred_post": _centred}
 
 POOL: dict[str, Term] = {t.name: t for t in (
@@ -54,6 +61,13 @@ POOL: dict[str, Term] = {t.name: t for t in (
     # Heterosynaptic depression of an active unit's inputs; Oja = hebb - gated_decay, so this lets
     # θ weigh Oja's growth and decay parts separately.
     Term("gated_decay", "diag(post^2) M", 1e-2, row=lambda post: post**2),
+    # A wider presynaptic field (Balwani, Gupta & Shu's extended Hebbian update): synapse (i, j) also
+    # sees the presynaptic units next to j in index order, at distance 1 (near) or 2 (far), cyclically.
+    Term("hebb_near", "post (pre_{j-1} + pre_{j+1})^T", 1e-2, "post", lambda pre: _neighbours(pre, 1)),
+    Term("hebb_far", "post (pre_{j-2} + pre_{j+2})^T", 1e-2, "post", lambda pre: _neighbours(pre, 2)),
+    # Coincidence of two units' activity in the same step (M_rec only: pre and post are both x_t); it
+    # makes each code drive itself, so the recurrence keeps what x_1 encodes instead of scrambling it.
+    Term("auto", "pre pre^T (M_rec; 0 for M_in)", 1e-1, SELF, lambda pre: pre),
 )}
 """The pool's terms by name; ΔM = Σ_r θ_r T_r."""
 assert tuple(POOL) == POOL_TERMS, "config.POOL_TERMS must list rules.POOL in order"
@@ -157,8 +171,11 @@ def pool_delta(theta: torch.Tensor, terms: tuple[str, ...], M: torch.Tensor,
     n_pairs = pre.shape[1]
     rights: dict[str, torch.Tensor] = {}
     row = None
+    square = pre.shape[-1] == post.shape[-1]
     for r, name in enumerate(terms):
         term, coef = POOL[name], theta[:, r].view(-1, 1, 1)
+        if term.left == SELF and not square:
+            continue  # no same-step postsynaptic activity for M_in: the term is zero there
         if term.left is not None:
             part = coef * term.right(pre)
             rights[term.left] = rights[term.left] + part if term.left in rights else part
@@ -167,7 +184,7 @@ def pool_delta(theta: torch.Tensor, terms: tuple[str, ...], M: torch.Tensor,
             row = part if row is None else row + part
     delta = torch.zeros_like(M) if row is None else row.mean(1).unsqueeze(2) * M
     if rights:
-        left = torch.cat([LEFT[key](post) for key in rights], 1)  # (N, K·P, b)
+        left = torch.cat([pre if key == SELF else LEFT[key](post) for key in rights], 1)  # (N, K·P, b)
         right = torch.cat(list(rights.values()), 1)  # (N, K·P, a)
         delta = delta + torch.matmul(left.transpose(1, 2), right) / n_pairs
     return delta

@@ -39,6 +39,12 @@ class NetworkConfig:
     feedback: str = "fa"
     """Error pathway: fa (fixed random B), bp (B = W at every step, i.e. backprop) or dfa (direct
     feedback: fixed random D_ℓ carries the output error e_L to every layer)."""
+    input_norm: str = "none"
+    """Per-sample input normalisation before the network: none, unit (each image scaled to L2 norm
+    input_norm_scale) or zscore (zero mean, unit variance over its pixels); makes a rule blind to stroke
+    width and brightness in part."""
+    input_norm_scale: float = 10.0
+    """L2 norm of every image under input_norm=unit (about the mean norm of EMNIST's images)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,9 @@ class TaskConfig:
     else ~/.cache/evoplastic."""
     download: bool = False
     """Allow torchvision to download a missing dataset."""
+    pixel_scale: float = 0.0
+    """The stored pixel value that means full intensity (e.g. 16 for 0-16 digits); 0: 255 for uint8 images, else
+    the images must already lie in [0, 1]. Values outside [0, 1] after scaling are refused."""
     n_way: int = 5
     k_shot: int = 50
     """Training images per class, presented once, shuffled, one at a time."""
@@ -70,6 +79,10 @@ class TaskConfig:
     NAME@CLASSES restricts one to class ids, e.g. emnist@0-36 keeps 37-46 held out."""
     mixture_weights: tuple[float, ...] = ()
     """Relative probability of each task.mixture dataset; empty: equal."""
+    augment: tuple[str, ...] = ()
+    """Intensity augmentation while meta-training: each task's images go through one transform drawn from
+    these (e.g. [erode:1, dilate:1, contrast:0.5, none]; 'intensity' for the built-in set). Training and
+    evaluation draws alike; evaluate a rule on fixed stress levels with evaluate --transform."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,30 @@ PRECISIONS = ("float32", "tf32", "bfloat16", "float16")
 """es.precision values (evoplastic.precision implements them)."""
 
 
+AUGMENT_INTENSITY = ("erode:1", "erode:2", "dilate:1", "dilate:2", "contrast:0.3", "contrast:0.5", "contrast:2", "none")
+"""task.augment=[intensity]: thinner, thicker, fainter and brighter strokes, and the images as they are."""
+
+
+def augment_levels(augment: tuple[str, ...]) -> tuple[str, ...]:
+    """task.augment's transforms ('intensity' expanded), each checked; a ValueError names a bad one."""
+    levels = tuple(level for entry in augment for level in (AUGMENT_INTENSITY if entry == "intensity" else (entry,)))
+    for level in levels:
+        name, _, value = level.partition(":")
+        ok = name in ("none", "invert") or (name in ("erode", "dilate") and value.isdigit() and int(value) >= 1) or (
+            name == "contrast" and _positive(value))
+        if not ok:
+            raise ValueError(f"task.augment entry {level!r}: use erode:N, dilate:N (N ≥ 1 steps), contrast:C (C > 0), "
+                             f"invert, none or intensity")
+    return levels
+
+
+def _positive(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {key} {value!r}; choose one of: {', '.join(allowed)}")
@@ -189,6 +226,8 @@ def validate(cfg: Any) -> None:
         raise ValueError(f"network.dims must be ≥ 2 positive widths, got {list(net.dims)}")
     check_activation(net.activation)
     _choice(net.feedback, FEEDBACK_MODES, "network.feedback")
+    if not task.pixel_scale >= 0:
+        raise ValueError(f"task.pixel_scale must be > 0 (or 0: uint8 / 255), got {task.pixel_scale}")
     for key in ("n_way", "k_shot", "n_query"):
         if getattr(task, key) < 1:
             raise ValueError(f"task.{key} must be ≥ 1, got {getattr(task, key)}")
@@ -206,6 +245,10 @@ def validate(cfg: Any) -> None:
                          "instead, e.g. emnist@0-36")
     for entry in task.mixture:
         mixture_entry(entry)
+    _choice(net.input_norm, ("none", "unit", "zscore"), "network.input_norm")
+    if net.input_norm_scale <= 0:
+        raise ValueError(f"network.input_norm_scale must be > 0, got {net.input_norm_scale}")
+    augment_levels(task.augment)
     space = _rule_space(cfg)
     space.initial(cfg.rule.theta_init)  # raises on a wrong length
     if cfg.es.term_scale and len(cfg.es.term_scale) not in (N_TERMS, N_VOCAB):

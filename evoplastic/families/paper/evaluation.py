@@ -30,12 +30,14 @@ from evoplastic.families.paper.rulespec import (
     task_config,
 )
 from evoplastic.families.paper.tasks import TaskSampler
+from evoplastic.families.paper.transforms import Transform, transformed
 from evoplastic.stats import mean_ci95
 
 METRICS = (Metric("accuracy", True, percent=True), Metric("loss", False, digits=4))
 """Query accuracy (fraction) and cross-entropy per task."""
 
-OPTIONS = ("dataset", "split", "classes", "n_way", "k_shot", "n_query", "relabel", "fa_theta", "bp_theta")
+OPTIONS = ("dataset", "split", "classes", "n_way", "k_shot", "n_query", "relabel", "fa_theta", "bp_theta",
+           "transform")
 """EvaluateSettings.options the paper family reads (the evaluate command's flags of the same names)."""
 
 
@@ -109,6 +111,8 @@ def evaluate(rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation
     rows = own + (baseline_rules(own[0], opt.get("fa_theta", BASELINE_THETA["fa"]),
                                  opt.get("bp_theta", BASELINE_THETA["bp"])) if settings.baselines else [])
     dataset = load_eval_dataset(own[0], opt.get("dataset"), opt.get("split"))
+    if opt.get("transform"):
+        dataset = transformed(dataset, opt["transform"])
     classes = opt.get("classes")
     classes = parse_classes(classes) if isinstance(classes, str) else tuple(classes or ()) or \
         held_out_classes(own, dataset)
@@ -117,8 +121,10 @@ def evaluate(rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation
     results = evaluate_rules(rows, dataset, task, settings.tasks, settings.seed, settings.device, settings.progress)
     scored = [ScoredRule(r.rule.label, {"accuracy": r.task_accuracy.double().numpy(),
                                         "loss": r.task_loss.double().numpy()}, tuple(r.rule.theta)) for r in results]
-    description = (f"{settings.tasks} tasks of {task.dataset} ({task.split}), classes {format_classes(task.classes)}: "
-                   f"{task.n_way}-way, {task.k_shot} online samples and {task.n_query} query images per class, "
-                   f"seed {settings.seed}; mean ± 95 % CI over tasks, rows on identical tasks")
+    stress = f" through {Transform.parse(opt['transform'])}" if opt.get("transform") else ""
+    description = (f"{settings.tasks} tasks of {task.dataset}{stress} ({task.split}), classes "
+                   f"{format_classes(task.classes)}: {task.n_way}-way, {task.k_shot} online samples and "
+                   f"{task.n_query} query images per class, seed={settings.seed}; mean ± 95 % CI over tasks, rows "
+                   f"on identical tasks")
     return Evaluation(METRICS, scored, description)
 

@@ -18,6 +18,12 @@ from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.tasks import MixtureSampler, TaskSampler
 from evoplastic.families.paper.terms import VOCAB_FORMULAS, VOCAB_SCALE
 
+THETA_UNITS = "paper units, ΔW = -Σ θ_r T_r"
+THETA_NOTE = ("Paper units and sign convention, ΔW = -Σ_r θ_r T_r; '—': term not searched. The authors' public "
+              "code flips the sign of Oja's term: its θ_9 is minus ours.")
+POOL = RuleSpace(tuple(range(10)), 1)
+"""The paper's ten shared terms: the rows of a θ table of shared rules, searched or not."""
+
 
 class PaperFamily:
     """Shervani-Tabar & Rosenbaum: a feed-forward network learning M-way image tasks online."""
@@ -42,12 +48,15 @@ class PaperFamily:
             # relative to θ_0's scale, so that θ_0, θ_2 and θ_9 keep the paper's step size
             adam_scales=tuple(s / theta_0_scale for s in scales) if cfg.adam.term_scaled else (),
             no_gradient_reason=reason,
+            units=THETA_UNITS,
+            note=THETA_NOTE,
+            reference=() if space.per_layer else tuple(zip(POOL.labels(), POOL.formulas())),
         )
 
     def build_problem(self, cfg: ExperimentConfig, device: torch.device | None = None) -> PaperProblem:
         """Load the dataset and make the problem of an experiment."""
         t = cfg.task
-        samplers = [TaskSampler(load_dataset(name, t.data_dir, t.split, t.download),
+        samplers = [TaskSampler(load_dataset(name, t.data_dir, t.split, t.download, t.pixel_scale),
                                 replace(t, classes=classes) if classes else t)
                     for name, classes in map(mixture_entry, t.mixture or (t.dataset,))]
         sampler = MixtureSampler(samplers, t.mixture_weights) if t.mixture else samplers[0]
@@ -71,17 +80,16 @@ class PaperFamily:
     def evaluate(self, cfg: ExperimentConfig, rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation:
         return evaluation.evaluate(rules, settings)
 
-    def rule_from_run(self, label: str, cfg: ExperimentConfig, theta: list[float]) -> RuleToScore:
-        rule = rulespec.rule_from_run(label, cfg, theta)
-        return RuleToScore(rule.label, rule.theta, rule.config)
+    def rule_from_run(self, label: str, cfg: ExperimentConfig, theta: list[float]) -> rulespec.Rule:
+        """The run's rule (a RuleToScore that also knows its rule space)."""
+        return rulespec.rule_from_run(label, cfg, theta)
 
-    def parse_rule(self, text: str) -> RuleToScore | None:
+    def parse_rule(self, text: str) -> rulespec.Rule | None:
         """NAME:θ,… such as bio:0.013,-0.054,-0.0065 or 0,2,9:…; None for text of another form."""
         name = text.partition(":")[0]
         if ":" not in text or not rulespec.names_terms(name):
             return None
-        rule = rulespec.parse_rule(text)
-        return RuleToScore(rule.label, rule.theta, rule.config)
+        return rulespec.parse_rule(text)
 
 
 FAMILY = PaperFamily()

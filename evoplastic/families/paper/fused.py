@@ -7,7 +7,7 @@ for speed (docs/performance.md):
   into step t's products, W_t v = keep·(W_{t-1} v) - Lᵀ(R v): the products read W_{t-1} from one
   buffer and W_t is written once into a second, decay T3 included; the two buffers swap roles
   every step. No compiled call reads and writes the same tensor: Inductor's CPU backend before
-  torch 2.12 reordered such a write before its reads (issue 12), and ``self_check`` guards
+  torch 2.12 reordered such a write before its reads, and ``self_check`` guards
   against the next compiler bug of that kind;
 - the pairs of one task share its fixed feedback B, so the error pass is one (c, o) @ (o, i)
   product per layer instead of c matrix-vector products;
@@ -20,6 +20,8 @@ On CUDA, ``FusedOptions.cuda_graph`` captures a chunk's whole online phase as on
 (``evoplastic.families.paper.static``), ``FusedOptions.weight_dtype`` stores W in 16 bits, and
 ``FusedOptions.kernel="triton"`` replaces the products by one Triton row pass per layer
 (``evoplastic.families.paper.triton_step``: W read and written once per step).
+On CPU, ``FusedOptions.kernel="cpp"`` (what es.compile=true runs there) does the same with a C++
+row pass (``evoplastic.families.paper.cpu_step``).
 """
 
 from __future__ import annotations
@@ -32,14 +34,22 @@ from dataclasses import dataclass, replace
 import torch
 
 from evoplastic.families.paper import static
-from evoplastic.families.paper.batched import vecmat
 from evoplastic.families.paper.network import Activation, NetworkState
-from evoplastic.families.paper.rules import low_rank_update, needs_backprojection, of_layer, update_rank
+from evoplastic.families.paper.rules import needs_backprojection, of_layer, update_rank
+from evoplastic.families.paper.step_errors import errors_and_factors
 from evoplastic.precision import weight_dtype
 
 COMPILED_CHUNK = 8
 """Members of one task per compiled call on CPU: their weights (0.7 MiB each on the paper
 network) stay in the last-level cache, which 16 or 32 members overflow (docs/performance.md)."""
+
+CPP_CHUNK = 32
+"""Members of one task per call of the C++ single-pass step on CPU: its per-call cost (the vector work
+around the passes) is spread over more members than the Inductor step's, and the pass streams W
+whether or not it stays in cache (docs/performance.md)."""
+
+CPU_KERNEL = "cpp"
+"""The step es.compile=true runs on CPU: the C++ single pass (the Inductor step when it cannot be built)."""
 
 FOLD_SLICE = 64
 """Members per slice when the last update is folded into 16-bit weights (bounds the float32 temporary)."""
@@ -49,7 +59,8 @@ _COMPILED: dict[tuple, Callable] = {}
 _FAILED: set[tuple] = set()
 """Keys whose compilation failed once: they use the plain loop without trying again."""
 _CHECKED: set[tuple] = set()
-"""(terms, activation, direct, dtypes, device) whose compiled step passed self_check."""
+"""Every (key, shapes, dtypes, device) a compiled step has been called with and passed self_check for:
+each is a separate specialisation of torch.compile, so each is checked at its first use."""
 _FALLBACKS: list[str] = []
 """What self_check rejected in this process, for the run record (meta.json)."""
 
@@ -120,36 +131,6 @@ def fused_step(
     return factors
 
 
-def errors_and_factors(
-    weights: list[torch.Tensor], feedback: list[torch.Tensor] | None, ys: list[torch.Tensor], zs: list[torch.Tensor],
-    backs: list[torch.Tensor | None], theta_full: torch.Tensor, target: torch.Tensor, slope: torch.Tensor,
-    terms: tuple[int, ...], activation: Activation, direct: bool, bp_back: Callable,
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The error pass and the rule's factors (left, right) per layer, after a step's forward pass.
-
-    Shared by the Inductor step (fused_step) and the Triton step; only how bp's B_tᵀ e is read
-    from W differs, so it comes as bp_back(layer, e) (used when feedback is None).
-    """
-    n, last = ys[0].shape[0], len(weights) - 1
-    errors = [ys[-1] - target.expand(n, -1)]
-    for layer in range(last, -1, -1):
-        if feedback is None:
-            back = bp_back(layer, errors[0])
-        else:
-            back = vecmat(errors[-1] if direct else errors[0], feedback[layer])
-        slopes = activation.derivative(zs[layer - 1]) if layer > 0 else slope.expand(n, -1)
-        errors.insert(0, back * slopes)
-    new_left, new_right = [], []
-    for layer, w in enumerate(weights):
-        theta = of_layer(theta_full, layer, theta_full.dim() == 3)
-        _, u, v = low_rank_update(theta, terms, w, pre=ys[layer], post=ys[layer + 1], pre_error=errors[layer],
-                                  post_error=errors[layer + 1], post_drive=zs[layer], back=backs[layer],
-                                  column_dim=1)
-        new_left.append(u)
-        new_right.append(v)
-    return new_left, new_right
-
-
 @dataclass(frozen=True)
 class FusedOptions:
     """How the fused no-grad loop runs; the defaults are the compiled CPU fast path."""
@@ -166,7 +147,8 @@ class FusedOptions:
     """Pairs of one task per call: None for default_chunk(device), 0 for all of them."""
     kernel: str = "inductor"
     """inductor: Inductor fuses fused_step; triton: triton_step's row pass reads and writes W once per step
-    (float32 θ; CUDA, or CPU under TRITON_INTERPRET=1), falling back to inductor if it fails."""
+    (float32 θ; CUDA, or CPU under TRITON_INTERPRET=1); cpp: cpu_step's C++ row pass does so on CPU. Either
+    single pass falls back to inductor if it fails."""
 
     @classmethod
     def for_precision(cls, precision: str, cuda_graph: bool = False, kernel: str = "inductor") -> FusedOptions:
@@ -218,6 +200,15 @@ def step_function(terms: tuple[int, ...], activation: Activation, compile: bool,
                   kernel: str = "inductor") -> Callable:
     """fused_step (kernel inductor) or triton_step (kernel triton) for this rule, activation and feedback
     kind, under torch.compile (compiled at its first call) or eager."""
+    if kernel == "cpp":  # the C++ pass runs as it is; compile applies to the vector work around it
+        from evoplastic.families.paper.cpu_step import make_step as make_cpu_step  # builds the C++ pass
+
+        if not compile:
+            return make_cpu_step(terms, activation, direct)
+        key = (terms, activation, direct, kernel)
+        if key not in _COMPILED:
+            _COMPILED[key] = make_cpu_step(terms, activation, direct, compile=True)
+        return _COMPILED[key]
     if kernel == "triton":
         from evoplastic.families.paper.triton_step import make_step  # imports triton only when asked for
 
@@ -253,7 +244,8 @@ def self_check_inputs(theta_full: torch.Tensor, init_weights: list[torch.Tensor]
     scales = [float(w.float().std()) ** 0.5 / max(rank, 1) ** 0.25 for w in weights]
     left = [a * randn(c, rank, w.shape[1]) for a, w in zip(scales, weights)]
     right = [a * randn(c, rank, w.shape[2]) for a, w in zip(scales, weights)]
-    return weights, left, right, torch.full((c,), 0.9, dtype=dtype, device=device)
+    keep = torch.full(theta_full.shape[:-1], 0.9, dtype=dtype, device=device)  # (c,) or (c, L) per layer
+    return weights, left, right, keep
 
 
 SELF_CHECK_STEPS = 3
@@ -287,19 +279,30 @@ def self_check(compiled: Callable, eager: Callable, theta_full: torch.Tensor, in
     return error
 
 
-def _self_check_first_use(key: tuple, step: Callable, theta_full: torch.Tensor, init: NetworkState,
-                          train_x: torch.Tensor, targets: torch.Tensor, input_slopes: torch.Tensor, chunk: int,
-                          weight_dtype: torch.dtype) -> None:
-    """self_check the compiled step once per key and storage dtype, on the shapes of the first chunk."""
-    check_key = (*key, theta_full.dtype, weight_dtype, theta_full.device.type)
-    if check_key in _CHECKED or train_x.shape[1] == 0:
+def check_signature(key: tuple, theta_full: torch.Tensor, init_weights: list[torch.Tensor],
+                    feedback: list[torch.Tensor] | None, x: torch.Tensor, weight_dtype: torch.dtype) -> tuple:
+    """What torch.compile specialises a step on: shapes, dtypes and device of its inputs, with the step's key."""
+    shapes = lambda ts: None if ts is None else tuple(tuple(t.shape) for t in ts)
+    return (*key, tuple(theta_full.shape), theta_full.dtype, weight_dtype, theta_full.device.type,
+            shapes(init_weights), shapes(feedback), x.shape[-1])
+
+
+def self_check_shape(key: tuple, step: Callable, weight_dtype: torch.dtype, theta_full: torch.Tensor,
+                     init_weights: list[torch.Tensor], feedback: list[torch.Tensor] | None, x: torch.Tensor,
+                     target: torch.Tensor, slope: torch.Tensor) -> None:
+    """self_check the compiled step on the shapes of one call (c pairs of one task), once per signature.
+
+    Called before every chunk: the remainder chunk, a 1-member evaluation, another dtype each compile
+    to their own specialisation, and each must prove itself before it computes anything.
+    """
+    signature = check_signature(key, theta_full, init_weights, feedback, x, weight_dtype)
+    if signature in _CHECKED or x.shape[0] == 0:
         return
     terms, activation, direct = key[:3]
     eager = functools.partial(fused_step, terms=terms, activation=activation, direct=direct)
-    feedback = None if init.feedback is None else [b[:1] for b in init.feedback]
-    self_check(step, eager, theta_full[:chunk], [w[0] for w in init.weights], feedback, train_x[0, :1],
-               targets[0, :1], input_slopes[0, :1], update_rank(terms), weight_dtype)
-    _CHECKED.add(check_key)
+    self_check(step, eager, theta_full, init_weights, feedback, x[:1], target[:1], slope[:1], update_rank(terms),
+               weight_dtype)
+    _CHECKED.add(signature)
 
 
 def compile_fallbacks() -> list[str]:
@@ -314,9 +317,12 @@ def _recompile_limit() -> dict:
     return {name: max(getattr(config, name), 256)}
 
 
-def default_chunk(device: torch.device) -> int:
-    """Pairs per compiled call: COMPILED_CHUNK on CPU; on a GPU all pairs of a task (0), for parallelism."""
-    return COMPILED_CHUNK if device.type == "cpu" else 0
+def default_chunk(device: torch.device, kernel: str = "inductor") -> int:
+    """Pairs per compiled call: COMPILED_CHUNK on CPU (CPP_CHUNK for the C++ step); on a GPU all pairs
+    of a task (0), for parallelism."""
+    if device.type != "cpu":
+        return 0
+    return CPP_CHUNK if kernel == "cpp" else COMPILED_CHUNK
 
 
 def learn_chunk(phase: Callable, theta_full: torch.Tensor, keep: torch.Tensor, init_weights: list[torch.Tensor],
@@ -334,8 +340,10 @@ def learn_chunk(phase: Callable, theta_full: torch.Tensor, keep: torch.Tensor, i
 
 def _learn_chunks(learn_one: Callable, theta_full: torch.Tensor, keep: torch.Tensor, train_x: torch.Tensor,
                   targets: torch.Tensor, input_slopes: torch.Tensor, init: NetworkState,
-                  chunk: int) -> list[torch.Tensor]:
-    """Every pair's adapted weights (N, o, i), learning task by task in chunks of its pairs."""
+                  chunk: int, check: Callable | None = None) -> list[torch.Tensor]:
+    """Every pair's adapted weights (N, o, i), learning task by task in chunks of its pairs.
+
+    check(θ, W, B, x, target, slope) runs before each chunk (self_check_shape for a compiled step)."""
     n, n_tasks = theta_full.shape[0], train_x.shape[0]
     out = [w.new_empty(n, *w.shape[1:]) for w in init.weights]
     for task in range(n_tasks):
@@ -343,6 +351,9 @@ def _learn_chunks(learn_one: Callable, theta_full: torch.Tensor, keep: torch.Ten
         feedback = None if init.feedback is None else [b[task: task + 1] for b in init.feedback]
         for start in range(0, len(pairs), chunk):
             idx = pairs[start: start + chunk]
+            if check is not None:
+                check(theta_full[idx], [w[task] for w in init.weights], feedback, train_x[task], targets[task],
+                      input_slopes[task])
             adapted = learn_one(theta_full[idx], keep[idx], [w[task] for w in init.weights], feedback,
                                 train_x[task], targets[task], input_slopes[task])
             for o, w in zip(out, adapted):
@@ -386,11 +397,11 @@ def learn(
     train_x, input_slopes (T, S, D), targets
     (T, S, n_out). Runs under no_grad (no graph is wanted here). The weights come back in θ's
     dtype whatever options.weight_dtype. A failed CUDA-graph capture warns once and runs uncaptured;
-    a compiled step that fails to compile or fails self_check at its first use warns once and
-    returns None from then on (a Triton step: runs the Inductor step from then on).
+    a compiled step that fails to compile, or fails self_check at the first use of any of its shapes,
+    warns once and returns None from then on (a Triton step: runs the Inductor step from then on).
     """
     copies = theta_full.shape[0] // train_x.shape[0]
-    chunk = default_chunk(theta_full.device) if options.chunk is None else options.chunk
+    chunk = default_chunk(theta_full.device, options.kernel) if options.chunk is None else options.chunk
     chunk = min(chunk or copies, copies)
     keep = 1 - theta_full[..., 3] if 3 in terms else theta_full.new_ones(theta_full.shape[:-1])  # (N,) or (N, L)
     weight_dtype = options.weight_dtype or theta_full.dtype
@@ -402,11 +413,9 @@ def learn(
     try:
         with torch.no_grad(), torch._dynamo.config.patch(**_recompile_limit()):
             step = step_function(terms, activation, options.compile, init.direct, options.kernel)
-            if options.compile:
-                _self_check_first_use(key, step, theta_full, init, train_x, targets, input_slopes, chunk,
-                                      weight_dtype)
+            check = functools.partial(self_check_shape, key, step, weight_dtype) if options.compile else None
             phase = functools.partial(online_phase, step=step, rank=update_rank(terms))
-            args = (theta_full, keep, train_x, targets, input_slopes, init, chunk)
+            args = (theta_full, keep, train_x, targets, input_slopes, init, chunk, check)
             if options.cuda_graph and static.usable(key):
                 captured = _learn_captured(phase, options, key, weight_dtype, activation, args)
                 if captured is not None:
@@ -417,7 +426,8 @@ def learn(
             raise
         _FAILED.add(key)
         if options.kernel != "inductor":
-            _warn_unavailable("Triton step", terms, activation, err, "the Inductor step")
+            what = "Triton step" if options.kernel == "triton" else "C++ single-pass step"
+            _warn_unavailable(what, terms, activation, err, "the Inductor step")
             return learn(theta_full, terms, train_x, targets, input_slopes, init, activation,
                          replace(options, kernel="inductor"))
         _warn_unavailable("compiled inner loop", terms, activation, err, "the eager loop")

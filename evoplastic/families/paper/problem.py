@@ -6,44 +6,27 @@ numbers), derived from (run seed, step); the shared fitness reduction (core.fitn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from evoplastic.config import ExperimentConfig
+from evoplastic.core.batching import EpisodeBatch, score_in_member_chunks
 from evoplastic.core.fitness import free_memory, members_that_fit, resolve_device
-from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks
+from evoplastic.families.paper.config import augment_levels
+from evoplastic.families.paper.fused import CPU_KERNEL, FusedOptions, compile_fallbacks
 from evoplastic.families.paper.inner import records_graph, run_episode
 from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
-from evoplastic.families.paper.network import NetworkState, init_network, make_activation, n_weights, seeded_noise
+from evoplastic.families.paper.network import init_network, make_activation, n_weights, seeded_noise
 from evoplastic.families.paper.space import RuleSpace
 from evoplastic.families.paper.tasks import MixtureSampler, TaskBatch, TaskSampler
+from evoplastic.families.paper.transforms import augment_tasks, normalise_inputs
 from evoplastic.precision import matmul_precision
 from evoplastic.seeding import make_generator
 
-
-@dataclass
-class PaperBatch:
-    """The T tasks of a step and their initial networks (W, B)."""
-
-    tasks: TaskBatch
-    init: NetworkState
-    noise_seed: int = 0
-    """Seed of what stochastic units draw in this step's episodes (from the seed, purpose and step)."""
-
-    @property
-    def n_tasks(self) -> int:
-        return self.tasks.n_tasks
-
-    def subset(self, part: slice) -> PaperBatch:
-        """Tasks ``part`` as fresh tensors, so a block never depends on where it sat in the full batch."""
-        return PaperBatch(self.tasks.map(lambda t: t[part].clone()), self.init.map(lambda t: t[part].clone()),
-                          self.noise_seed)
-
-    def noise(self, first_member: int, device: torch.device) -> torch.Generator:
-        """The generator stochastic units draw from for the members from first_member on."""
-        return torch.Generator(device).manual_seed((self.noise_seed + first_member) % 2**63)
+PaperBatch = EpisodeBatch
+"""The T tasks of a step (TaskBatch) and their initial networks (NetworkState: W, B)."""
 
 
 CPU_CACHE_BYTES = 8 * 2**20
@@ -97,15 +80,28 @@ class PaperProblem:
         self.dtype = getattr(torch, cfg.dtype)
         self.fused = cfg.es.compile and FusedOptions.for_precision(
             cfg.es.precision, cuda_graph=cfg.es.cuda_graph and self.device.type == "cuda",
-            kernel=cfg.es.kernel if self.device.type == "cuda" else "inductor")
-        """False for the plain loop, else how the compiled loop runs (run_episode's compiled)."""
+            kernel=cfg.es.kernel if self.device.type == "cuda" else CPU_KERNEL)
+        """False for the plain loop, else how the compiled loop runs (run_episode's compiled): on CPU the
+        C++ single pass, whose self-check and fallback to the Inductor step are fused.learn's."""
 
     def draw(self, step: int | str, purpose: str, n_tasks: int) -> PaperBatch:
         """The T tasks and initial networks of a step, rebuilt identically anywhere."""
         tasks = self.sampler.sample(n_tasks, make_generator(self.cfg.seed, purpose, "tasks", step))
+        tasks = self._input_statistics(tasks, make_generator(self.cfg.seed, purpose, "augment", step))
         init = init_network(self.cfg.network, n_tasks, make_generator(self.cfg.seed, purpose, "init", step), self.dtype)
         noise_seed = int(torch.randint(2**62, (1,), generator=make_generator(self.cfg.seed, purpose, "noise", step)))
         return PaperBatch(tasks.to(self.device, self.dtype), init.map(lambda t: t.to(self.device)), noise_seed)
+
+    def _input_statistics(self, tasks: TaskBatch, generator: torch.Generator) -> TaskBatch:
+        """Tasks after the config's intensity augmentation (one transform per task) and input normalisation."""
+        train_x, query_x = tasks.train_x, tasks.query_x
+        if self.cfg.task.augment:
+            train_x, query_x = augment_tasks(train_x, query_x, generator, augment_levels(self.cfg.task.augment))
+        net = self.cfg.network
+        if net.input_norm != "none":
+            train_x = normalise_inputs(train_x, net.input_norm, net.input_norm_scale)
+            query_x = normalise_inputs(query_x, net.input_norm, net.input_norm_scale)
+        return replace(tasks, train_x=train_x, query_x=query_x)
 
     def scores(self, theta: torch.Tensor, batch: PaperBatch, chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and accuracy (P, T) of P candidates on each task, in chunks of members.
@@ -115,17 +111,15 @@ class PaperProblem:
         """
         tasks, init, n_tasks = batch.tasks, batch.init, batch.n_tasks
         chunk = chunk or self.auto_chunk(n_tasks, tasks.train_x.shape[1], records_graph(theta))
-        chunk = min(chunk or theta.shape[0], theta.shape[0])
-        losses, accs = [], []
+
+        def score_chunk(part: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+            pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
+            result = run_episode(pairs, self.space, tasks, init, self.activation, compiled=self.fused,
+                                 generator=batch.noise(start, self.device) if self.activation.noise else None)
+            return result.loss, result.accuracy
+
         with matmul_precision(self.cfg.es.precision, self.device):
-            for start in range(0, theta.shape[0], chunk):
-                part = theta[start: start + chunk]
-                pairs = part.repeat_interleave(n_tasks, 0)  # pair p·T + t: candidate p on task t
-                result = run_episode(pairs, self.space, tasks, init, self.activation, compiled=self.fused,
-                                     generator=batch.noise(start, self.device) if self.activation.noise else None)
-                losses.append(result.loss.view(-1, n_tasks))
-                accs.append(result.accuracy.view(-1, n_tasks))
-        return torch.cat(losses), torch.cat(accs)
+            return score_in_member_chunks(theta, n_tasks, chunk, score_chunk)
 
     def auto_chunk(self, n_tasks: int, steps: int, autograd: bool) -> int:
         """Members per inner-loop call: what fits in memory now, and in cache for the plain CPU loop (0: no limit)."""

@@ -228,7 +228,8 @@ def held_out_classes(rules: list[Rule], dataset: Dataset) -> tuple[int, ...]:
 def load_eval_dataset(rule: Rule, name: str | None = None, split: str | None = None) -> Dataset:
     """The evaluation dataset: ``name`` or the rule's meta-training dataset, read as its run did."""
     task = rule.config.task
-    return load_dataset(name or task.dataset, task.data_dir, split or task.split, task.download)
+    return load_dataset(name or task.dataset, task.data_dir, split or task.split, task.download,
+                        task.pixel_scale)
 
 
 def task_config(rule: Rule, dataset: Dataset, classes: tuple[int, ...], split: str | None = None,
@@ -238,8 +239,9 @@ def task_config(rule: Rule, dataset: Dataset, classes: tuple[int, ...], split: s
     sizes: n_way, k_shot, n_query, relabel; None keeps the rule's.
     """
     task = replace(rule.config.task, dataset=dataset.name, split=split or rule.config.task.split,
-                   classes=tuple(classes), class_replacement=False, mixture=(), mixture_weights=(),
-                   **{k: v for k, v in sizes.items() if v is not None})  # one dataset, even for a mixture's rule
+                   classes=tuple(classes), class_replacement=False, mixture=(), mixture_weights=(), augment=(),
+                   **{k: v for k, v in sizes.items() if v is not None})  # one dataset, even for a mixture's rule;
+    # never augmented: a stress level is chosen explicitly (evaluate --transform)
     if task.n_way > len(classes):
         raise ValueError(f"{task.n_way}-way tasks need ≥ {task.n_way} classes but only {len(classes)} are "
                          f"available ({format_classes(classes)}); lower --n-way or widen --classes")

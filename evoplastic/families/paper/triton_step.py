@@ -1,4 +1,4 @@
-"""The online step as one Triton row pass per layer: W read once and written once (issue 14).
+"""The online step as one Triton row pass per layer: W read once and written once.
 
 fused.fused_step leaves it to Inductor to fuse a layer's products, which reads W three times
 and writes it once per step. Here one launch per layer walks the rows of W_{t-1} for c pairs
@@ -24,9 +24,9 @@ import torch
 import triton
 import triton.language as tl
 
-from evoplastic.families.paper.fused import errors_and_factors
 from evoplastic.families.paper.network import Activation
 from evoplastic.families.paper.rules import needs_backprojection
+from evoplastic.families.paper.step_errors import errors_and_factors
 
 ACT_NONE, ACT_GIVEN, ACT_SOFTMAX = 0, 1, 2
 """Row weights a for u = Σ_r a_r row_r: none (no u), read from memory, softmax of z."""
@@ -55,6 +55,7 @@ def _row_pass_kernel(
     Writes those rows to out (WRITE), z_r = row·v to z (DOT) and Σ_r a_r row to u[m, s] (ACT).
     """
     m = tl.program_id(0).to(tl.int64)  # pair offsets exceed 2^31 elements at large N
+    param = tl.cast(act_param, tl.float32)  # torch.compile passes a Python float as fp64: keep the arithmetic float32
     s = tl.program_id(1)
     col = tl.arange(0, BLOCK_C)
     col_ok = col < cols
@@ -101,13 +102,13 @@ def _row_pass_kernel(
             u = u * rescale
             run_max = new_max
         if ACT == 3:  # softplus(z; β) = (max(βz, 0) + log(1 + e^{-|βz|})) / β, z itself above the threshold
-            t = act_param * z
-            soft = (tl.maximum(t, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(t)))) / act_param
+            t = param * z
+            soft = (tl.maximum(t, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(t)))) / param
             a = tl.where(t > 20.0, z, soft)
         if ACT == 4:
             a = tl.maximum(z, 0.0)
         if ACT == 5:
-            a = tl.where(z > 0, z, z * act_param)
+            a = tl.where(z > 0, z, z * param)
         if ACT == 6:
             a = 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
         if ACT == 7:

@@ -1,0 +1,192 @@
+"""The C++ single-pass CPU step (cpu_step) equals the plain loop and the eager fused_step.
+
+Float64 storage runs the same pass in double precision, so the comparisons there are to rounding;
+float32 and 16-bit storage keep float32 arithmetic. The library is built once per machine (about
+2 s with g++); tests skip with the reason when no C++ compiler is found.
+"""
+
+import functools
+
+import pytest
+import torch
+from test_fused import TERM_SETS, fused_weights
+from test_inner import BIO, POOL, make_init, make_tasks, net_config, pool_theta
+
+from evoplastic.families.paper import cpu_step, fused
+from evoplastic.families.paper.inner import run_episode
+from evoplastic.families.paper.network import ACTIVATIONS, Activation, make_activation
+from evoplastic.families.paper.rules import expand_theta, update_rank
+from evoplastic.families.paper.space import RuleSpace
+
+try:
+    cpu_step.library()
+except RuntimeError as err:  # pragma: no cover — machines without a C++ compiler
+    pytest.skip(f"the single-pass CPU step cannot be built here: {err}", allow_module_level=True)
+
+STORAGE = [torch.float64, torch.float32, torch.bfloat16, torch.float16]
+ACTS = {"none": cpu_step.ACT_NONE, "given": cpu_step.ACT_GIVEN, "softmax": cpu_step.ACT_SOFTMAX,
+        **cpu_step.ACT_CODES}
+
+
+def reference_pass(weights, keep, left, right, v, a, act, param):
+    """W_t, z and u of one pass, in float64 torch."""
+    w_t = keep.double()[:, None, None] * weights.double() - left.double().transpose(1, 2) @ right.double()
+    z = (w_t * v.double()[:, None, :]).sum(2)
+    row_weights = None
+    if act == cpu_step.ACT_GIVEN:
+        row_weights = a.double()
+    elif act == cpu_step.ACT_SOFTMAX:
+        row_weights = torch.softmax(z, 1)
+    elif act in cpu_step.ACT_CODES.values():
+        row_weights = cpu_step.reference_forward(act, param, z)
+    return w_t, z, None if row_weights is None else (w_t * row_weights[:, :, None]).sum(1)
+
+
+@pytest.mark.parametrize("storage", STORAGE, ids=str)
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("act", ACTS.values(), ids=ACTS.keys())
+def test_row_pass_against_torch(storage, rank, act):
+    """W_t written to every element, z and u, on a layer of 11 rows (two tiles of 4 and 3 left over)."""
+    g = torch.Generator().manual_seed(rank)
+    c, rows, cols = 3, 11, 13
+    arith = torch.float64 if storage == torch.float64 else torch.float32
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
+    weights, keep, left, right = r(c, rows, cols).to(storage), r(c).abs().to(arith), r(c, rank, rows), r(c, rank, cols)
+    v, a = r(1, cols).to(arith), r(c, rows).to(arith)
+    left, right = left.to(arith), right.to(arith)
+    param = 0.3 if act == cpu_step.ACT_CODES["leaky_relu"] else 2.0
+    out = torch.full_like(weights, float("nan"))
+    z, u = cpu_step.row_pass(weights, keep, left, right, v=v, a=a if act == cpu_step.ACT_GIVEN else None, out=out,
+                             act=act, act_param=param)
+    w_t, z_want, u_want = reference_pass(weights, keep, left, right, v, a, act, param)
+    exact = storage == torch.float64
+    tol = 1e-12 if exact else 2e-5
+    ulp = torch.finfo(storage).eps * float(w_t.abs().max())  # one rounding of W_t may flip with float32 order
+    torch.testing.assert_close(out.double(), w_t.to(storage).double(), rtol=0, atol=1e-13 if exact else ulp)
+    torch.testing.assert_close(z.double(), z_want, rtol=tol, atol=tol)
+    assert (u is None) == (u_want is None)
+    if u is not None:
+        torch.testing.assert_close(u.double(), u_want, rtol=tol, atol=tol * float(u_want.abs().max()))
+
+
+def test_row_pass_takes_a_strided_keep_and_per_pair_inputs():
+    """A per-layer keep column (a strided view) and one v per pair."""
+    g = torch.Generator().manual_seed(5)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
+    weights, keep_all, left, right, v = r(4, 6, 5), r(4, 3).abs(), r(4, 2, 6), r(4, 2, 5), r(4, 5)
+    z, u = cpu_step.row_pass(weights, keep_all[:, 1], left, right, v=v, act=cpu_step.ACT_CODES["tanh"])
+    w_t, z_want, u_want = reference_pass(weights, keep_all[:, 1], left, right, v, None, cpu_step.ACT_CODES["tanh"], 0)
+    torch.testing.assert_close(z, z_want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(u, u_want, rtol=1e-12, atol=1e-12)
+
+
+def cpp_weights(theta, terms, tasks, init, act, chunk=None, compile=False):
+    """Adapted weights from fused.learn through the C++ step."""
+    return fused_weights(theta, terms, tasks, init, act, chunk=chunk, eager=not compile, kernel="cpp")
+
+
+def assert_same(got, want, tol=1e-10):
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("feedback", ["fa", "bp", "dfa"])
+@pytest.mark.parametrize("terms", TERM_SETS, ids=lambda t: ",".join(map(str, t)))
+def test_step_equals_the_plain_loop_float64(feedback, terms):
+    """Every adapted weight after 6 online steps, each term subset, each feedback kind."""
+    cfg = net_config(feedback=feedback)
+    act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
+    theta = pool_theta(6)[:, list(terms)]
+    with torch.no_grad():
+        plain = run_episode(theta, terms, tasks, init, act)
+    assert_same(cpp_weights(theta, terms, tasks, init, act, chunk=2), plain.weights)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_step_every_activation_float64(activation):
+    cfg = net_config(activation)
+    act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
+    theta = pool_theta(4)
+    with torch.no_grad():
+        plain = run_episode(theta, POOL, tasks, init, act)
+    assert_same(cpp_weights(theta, POOL, tasks, init, act), plain.weights)
+
+
+@pytest.mark.parametrize("feedback", ["fa", "bp"])
+def test_per_layer_coefficients_float64(feedback):
+    """θ with one row of pool coefficients per layer: scores as the plain loop does."""
+    cfg = net_config(feedback=feedback)
+    act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
+    layers = len(init.weights)
+    space = RuleSpace(POOL, layers, per_layer=True)
+    theta = torch.cat([pool_theta(4, seed=layer) for layer in range(layers)], 1)
+    with torch.no_grad():
+        plain = run_episode(theta, space, tasks, init, act)
+        fast = run_episode(theta, space, tasks, init, act, compiled=fused.FusedOptions(compile=False, kernel="cpp"))
+    assert_same(fast.weights, plain.weights)
+    torch.testing.assert_close(fast.loss, plain.loss, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("feedback", ["fa", "bp", "dfa"])
+@pytest.mark.parametrize("storage", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_three_steps_equal_fused_step_in_float32(feedback, storage):
+    """fused.self_check's comparison (3 chained steps from a non-zero pending update) with float32 θ."""
+    cfg = net_config(feedback=feedback)
+    act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
+    theta_full = expand_theta(pool_theta(3), POOL).float()
+    targets = torch.nn.functional.one_hot(tasks.train_y, init.weights[-1].shape[1]).float()
+    fb = None if init.feedback is None else [b[:1].float() for b in init.feedback]
+    x = tasks.train_x[0, :1].float()
+    eager = functools.partial(fused.fused_step, terms=POOL, activation=act, direct=init.direct)
+    error = fused.self_check(cpu_step.make_step(POOL, act, init.direct), eager, theta_full,
+                             [w[0].float() for w in init.weights], fb, x, targets[0, :1], act.derivative_from_output(x),
+                             update_rank(POOL), storage)
+    assert error <= fused.SELF_CHECK_TOLERANCE[storage], error
+
+
+def test_compiled_vector_work_equals_the_plain_loop():
+    """es.compile's form: the pass as it is, the vector work under torch.compile (tiny float64 network)."""
+    cfg = net_config()
+    act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
+    theta = pool_theta(4)
+    with torch.no_grad():
+        plain = run_episode(theta, POOL, tasks, init, act)
+    assert_same(cpp_weights(theta, POOL, tasks, init, act, compile=True), plain.weights)
+
+
+def test_a_wrong_pass_is_refused_by_the_self_check(monkeypatch):
+    """A pass that reads W_t where it should read W_{t-1} (keep applied twice) is caught at first use;
+    the Inductor step (here run eagerly) does the work and the fallback is recorded."""
+    for name, value in (("_FAILED", set()), ("_CHECKED", set()), ("_FALLBACKS", []), ("_COMPILED", {})):
+        monkeypatch.setattr(fused, name, value)
+    right_pass = cpu_step.row_pass
+    monkeypatch.setattr(cpu_step, "row_pass",
+                        lambda w, keep, *a, **k: right_pass(w, keep * keep, *a, **k))
+    real_step_function = fused.step_function
+    monkeypatch.setattr(fused, "step_function", lambda terms, activation, compile, direct=False, kernel="inductor":
+                        real_step_function(terms, activation, False, direct, kernel))  # checked as if compiled
+    cfg = net_config()
+    act, tasks, init = make_activation(cfg), make_tasks(), make_init(cfg)
+    theta = pool_theta(4)[:, list(BIO)]
+    with torch.no_grad():
+        plain = run_episode(theta, BIO, tasks, init, act)
+        with pytest.warns(RuntimeWarning, match="C\\+\\+ single-pass step unavailable.*SelfCheckError.*Inductor"):
+            fast = run_episode(theta, BIO, tasks, init, act, compiled=fused.FusedOptions(kernel="cpp"))
+    torch.testing.assert_close(fast.loss, plain.loss, rtol=1e-10, atol=1e-12)
+    assert len(fused.compile_fallbacks()) == 1
+
+
+def test_activation_unlike_its_closed_form_is_refused():
+    base = make_activation(net_config("softplus"))
+    other_beta = Activation("softplus", lambda z: torch.nn.functional.softplus(z, beta=2.0), base.derivative,
+                            base.derivative_from_output, True, base.params)
+    with pytest.raises(ValueError, match="'softplus' differs from the single-pass step's closed form"):
+        cpu_step.kernel_activation(other_beta)
+    with pytest.raises(ValueError, match="no form of activation 'swish'"):
+        cpu_step.kernel_activation(Activation("swish", torch.sigmoid, torch.sigmoid, torch.sigmoid, True))
+
+
+def test_factors_in_another_dtype_are_refused():
+    with pytest.raises(TypeError, match="computes in torch.float32"):
+        cpu_step.row_pass(torch.zeros(1, 2, 3), torch.ones(1), torch.zeros(1, 1, 2, dtype=torch.float64),
+                          torch.zeros(1, 1, 3, dtype=torch.float64))
