@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 BUILTIN_FAMILIES = {
     "paper": "evoplastic.families.paper.config:SCHEMA",
     "kcap": "evoplastic.families.kcap.config:SCHEMA",
+    "spiking": "evoplastic.families.spiking.config:SCHEMA",
 }
 """The families that ship with evoplastic: name -> 'module:attr' of its torch-free FamilySchema. A new
 family adds one line here, or registers itself from outside with evoplastic.register_family."""

@@ -1,0 +1,1 @@
+"""Spiking networks: LIF layers learning online by e-prop, STDP and the paper's terms in trace form."""

@@ -1,0 +1,178 @@
+"""Spiking networks as a family: LIF layers learning online by e-prop, STDP and the paper's terms in trace form.
+
+ES scores candidates with exact Heaviside spikes and no graph; Adam backpropagates through the
+unrolled episode with the configured surrogate gradient (Neftci, Mostafa & Zenke 2019).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule
+from evoplastic.core.family import ThetaSpace
+from evoplastic.families.paper.config import parse_class_ids
+from evoplastic.families.paper.data import load_dataset
+from evoplastic.families.paper.rulespec import format_classes
+from evoplastic.families.paper.tasks import TaskSampler
+from evoplastic.families.spiking.config import (
+    TERMS,
+    SpikingConfig,
+    SpikingExperimentConfig,
+    resolve_terms,
+    theta_size,
+    validate,
+)
+from evoplastic.families.spiking.evaluation import evaluate_rules
+from evoplastic.families.spiking.problem import SpikingProblem
+from evoplastic.families.spiking.rules import TERM_FORMULAS, TERM_SCALES, theta_labels
+
+DEFAULT_THETA = {"eprop": 0.05}
+"""The start of a run: e-prop at a rate that learns the digits tasks, every other term 0."""
+
+
+def initial_theta(cfg: SpikingExperimentConfig) -> tuple[float, ...]:
+    """rule.theta_init, or DEFAULT_THETA per term (repeated per layer)."""
+    s = cfg.spiking
+    if cfg.rule.theta_init:
+        if len(cfg.rule.theta_init) != theta_size(s):
+            raise ValueError(f"rule.theta_init has {len(cfg.rule.theta_init)} values but the spiking rule searches "
+                             f"{theta_size(s)}; give one per coordinate, or none")
+        return tuple(cfg.rule.theta_init)
+    block = tuple(DEFAULT_THETA.get(t, 0.0) for t in resolve_terms(s.terms))
+    return block * ((len(s.dims) - 1) if s.per_layer else 1)
+
+
+def make_sampler(cfg: SpikingExperimentConfig) -> TaskSampler:
+    t = cfg.task
+    return TaskSampler(load_dataset(t.dataset, t.data_dir, t.split, t.download), t)
+
+
+class SpikingFamily:
+    """Leaky integrate-and-fire networks learning M-way image tasks online (e-prop's setting, the paper's tasks)."""
+
+    name = "spiking"
+
+    def theta_space(self, cfg: SpikingExperimentConfig) -> ThetaSpace:
+        """One coefficient per term (per layer when spiking.per_layer); Adam steps in the ES search units."""
+        s = cfg.spiking
+        terms = resolve_terms(s.terms)
+        layers = len(s.dims) - 1 if s.per_layer else 1
+        scales = tuple(TERM_SCALES[t] for t in terms) * layers
+        return ThetaSpace(
+            initial=initial_theta(cfg),
+            scales=scales,
+            labels=theta_labels(terms, len(s.dims) - 1, s.per_layer),
+            formulas=tuple(TERM_FORMULAS[t] for t in terms) * layers,
+            adam_scales=scales if cfg.adam.term_scaled else (),
+        )
+
+    def build_problem(self, cfg: SpikingExperimentConfig, device: torch.device | None = None) -> SpikingProblem:
+        return SpikingProblem(cfg, make_sampler(cfg), device)
+
+    def describe(self, cfg: SpikingExperimentConfig) -> dict[str, Any]:
+        s = cfg.spiking
+        terms = resolve_terms(s.terms)
+        return {
+            "family": self.name,
+            "terms": list(terms),
+            "formulas": [TERM_FORMULAS[t] for t in terms],
+            "per_layer": s.per_layer,
+            "sign_convention": "paper: dW = -sum_r theta_r T_r, once per sample",
+            "feedback": s.feedback,
+            "neuron": {"model": "LIF", "beta": s.beta, "threshold": s.threshold, "reset": s.reset,
+                       "refractory": s.refractory, "steps": s.steps, "input": s.input, "readout": s.readout},
+            "surrogate": {"name": s.surrogate, "slope": s.slope, "dampening": s.dampening},
+        }
+
+    metrics = (Metric("accuracy", True, percent=True), Metric("loss", False, digits=4))
+
+    def evaluate(self, cfg: SpikingExperimentConfig, rules: list[RuleToScore],
+                 settings: EvaluateSettings) -> Evaluation:
+        """The rules beside e-prop fa/bp/dfa and the rate network's fa/bp, on settings.tasks identical tasks.
+
+        options: dataset, split, classes ('37-46'), n_way, k_shot, n_query (the task), input (current or
+        bernoulli) and baseline_lr (0: tuned) change cfg for every row.
+        """
+        cfg = with_options(replace(cfg, seed=settings.seed, device=settings.device), settings.options)
+        rows = score_rows(cfg, [(r.label, r.theta, r.config) for r in rules], settings.tasks, settings.baselines)
+        scored = [ScoredRule(row.label, {m.name: row.per_task[m.name].numpy() for m in self.metrics}, row.theta)
+                  for row in rows]
+        t, s = cfg.task, cfg.spiking
+        classes = format_classes(t.classes) if t.classes else "all"
+        described = (f"{settings.tasks} fresh {t.n_way}-way tasks of {t.dataset} (classes {classes}, "
+                     f"{t.k_shot} online samples per class, {s.steps} steps each, {s.input} input), seed "
+                     f"{settings.seed}; mean ± 95 % CI over tasks; every row on identical tasks and initial W")
+        return Evaluation(self.metrics, scored, described)
+
+    def evaluate_rows(self, cfg: SpikingExperimentConfig, rules: list[tuple], n_tasks: int, seed: int,
+                      baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> GroupedRows:
+        """The rules, (label, θ) or (label, θ, own config), and the baselines as one group of tasks: the
+        per-group form that `evoplastic compare` and the evaluate command's tables read."""
+        if autoencoders:
+            raise ValueError("--autoencoders are the k-cap family's baselines; the spiking family has none")
+        cfg = replace(cfg, seed=seed, device=device)
+        rows = score_rows(cfg, [(r[0], tuple(torch.as_tensor(r[1]).tolist()), r[2] if len(r) > 2 else None)
+                                for r in rules], n_tasks, baselines)
+        return GroupedRows([(row.label, row.per_task) for row in rows], torch.zeros(n_tasks, dtype=torch.long),
+                           (cfg.task.dataset,))
+
+    def rule_from_run(self, label: str, cfg: SpikingExperimentConfig, theta: list[float]) -> RuleToScore:
+        return RuleToScore(label, tuple(float(v) for v in theta), cfg)
+
+    def parse_rule(self, text: str) -> RuleToScore | None:
+        """'spiking:eprop=0.05,oja=1e-3' -> a rule of those terms (θ in term order) on the default network;
+        None when text is not a spiking rule."""
+        prefix, colon, body = text.partition(":")
+        if not colon or prefix.strip().lower() != self.name:
+            return None
+        values = {}
+        for part in body.split(","):
+            key, eq, value = part.partition("=")
+            key = key.strip()
+            if not eq or key not in TERMS:
+                raise ValueError(f"spiking rule {text!r}: write spiking:TERM=VALUE,… with terms among "
+                                 f"{', '.join(TERMS)}")
+            values[key] = float(value)
+        terms = tuple(t for t in TERMS if t in values)
+        cfg = SpikingExperimentConfig(spiking=SpikingConfig(terms=terms))
+        return RuleToScore(text, tuple(values[t] for t in terms), cfg)
+
+
+@dataclass
+class GroupedRows:
+    """Rows (label, {metric: (T,) float64}) on one group of tasks, as the compare report's tables take them."""
+
+    rows: list[tuple[str, dict[str, torch.Tensor]]]
+    groups: torch.Tensor
+    group_names: tuple[str, ...]
+
+
+TASK_OPTIONS = ("dataset", "split", "classes", "n_way", "k_shot", "n_query")
+SPIKING_OPTIONS = ("input", "baseline_lr")
+
+
+def with_options(cfg: SpikingExperimentConfig, options: dict[str, Any]) -> SpikingExperimentConfig:
+    """cfg with evaluate's options applied (task keys and spiking.input/baseline_lr), checked."""
+    unknown = sorted(set(options) - set(TASK_OPTIONS) - set(SPIKING_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown evaluation setting(s) {', '.join(unknown)} for the spiking family; known: "
+                         f"{', '.join(TASK_OPTIONS + SPIKING_OPTIONS)}")
+    task = {k: v for k, v in options.items() if k in TASK_OPTIONS}
+    if isinstance(task.get("classes"), str):
+        task["classes"] = parse_class_ids(task["classes"], "classes")
+    spiking = {k: v for k, v in options.items() if k in SPIKING_OPTIONS}
+    cfg = replace(cfg, task=replace(cfg.task, **task), spiking=replace(cfg.spiking, **spiking))
+    validate(cfg)
+    return cfg
+
+
+def score_rows(cfg: SpikingExperimentConfig, rules: list[tuple], n_tasks: int = 100,
+               baselines: bool = True, progress=None) -> list:
+    """evaluation.Row of each (label, θ, own config or None) and the baselines on n_tasks tasks keyed by cfg.seed."""
+    return evaluate_rules(cfg, make_sampler(cfg), rules, n_tasks, baselines, progress)
+
+
+FAMILY = SpikingFamily()
