@@ -33,6 +33,10 @@ ALLOWED = {  # module prefix -> prefixes it may import (besides itself and LEAVE
     "evoplastic.families.paper.space": SCHEMA | {"evoplastic.families.paper.terms"},
     "evoplastic.families.kcap": FAMILY_SHARED | {"evoplastic.families.kcap"},
     "evoplastic.families.kcap.config": SCHEMA,
+    # spiking networks learn the paper family's image tasks (its task section, data and sampler) and are scored
+    # beside its rate network of the same shape: a declared dependency on the paper family, never the reverse
+    "evoplastic.families.spiking": FAMILY_SHARED | {"evoplastic.families.spiking", "evoplastic.families.paper"},
+    "evoplastic.families.spiking.config": SCHEMA | {"evoplastic.families.paper.config"},
     "evoplastic.outer": FAMILY_SHARED | {"evoplastic.outer"},
     "evoplastic.run": FAMILY_SHARED | {"evoplastic.families", "evoplastic.outer", "evoplastic.run"},
     # analysis reaches a family through the registry (evoplastic.families) and the protocol; it still reads the
