@@ -92,6 +92,10 @@ def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> None:
           f"± {100 * summary.accuracy_ci95:.2f} (95 % CI)")
     for warning in summary.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if cfg.final_baselines:
+        from evoplastic.api import evaluate, load_run
+
+        print(evaluate(load_run(run.path), tasks=cfg.final_eval_tasks, progress=not args.no_progress).to_text())
     print(f"run record: {run.path}")
 
 

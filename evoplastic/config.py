@@ -135,6 +135,9 @@ class ExperimentConfig:
     """Fresh tasks per periodic evaluation."""
     final_eval_tasks: int = 100
     """Fresh tasks for the evaluation at the end of the run."""
+    final_baselines: bool = False
+    """The command line also prints the final rule beside the family's baselines on final_eval_tasks fresh
+    tasks (evoplastic evaluate RUN does the same at any time)."""
     device: str = "cpu"
     """cpu, cuda, cuda:N or auto."""
     dtype: str = "float32"

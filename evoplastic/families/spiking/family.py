@@ -103,7 +103,7 @@ class SpikingFamily:
         t, s = cfg.task, cfg.spiking
         classes = format_classes(t.classes) if t.classes else "all"
         described = (f"{settings.tasks} fresh {t.n_way}-way tasks of {t.dataset} (classes {classes}, "
-                     f"{t.k_shot} online samples per class, {s.steps} steps each, {s.input} input), seed "
+                     f"{t.k_shot} online samples per class, {s.steps} steps each, {s.input} input), seed="
                      f"{settings.seed}; mean ± 95 % CI over tasks; every row on identical tasks and initial W")
         return Evaluation(self.metrics, scored, described)
 
