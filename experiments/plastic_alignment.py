@@ -10,8 +10,9 @@ Writes OUT_DIR/plastic_alignment.png and .md. Data: the data directory (e.g. EVO
 import argparse
 from pathlib import Path
 
-from evoplastic.analysis.rule import ablated_rules, baseline_rules, load_eval_dataset, parse_rule
 from evoplastic.analysis.stream import evaluate_stream, format_stream_table, plot_stream
+
+from evoplastic.analysis.rule import ablated_rules, baseline_rules, load_eval_dataset, parse_rule
 
 
 def main() -> None:
