@@ -132,7 +132,7 @@ def test_compare_kcap_runs_renders_their_labels_settings_and_family_evaluation(k
     assert "θ_" not in report.split("## Held-out")[0] and "dM = +sum_r theta_r T_r" in report
     header = next(line for line in report.splitlines() if line.startswith("| run | directory"))
     assert "| normalise | objective | n_hidden | input_bias | cap | datasets |" in header and "activation" not in header
-    assert "| pool | `" in report and "| row | probe_loss | 16 | 4 | moons, circles, blobs |" in report
+    assert "| pool | `" in report and "| row | probe_loss | 16 | 0.0 | 4 | moons, circles, blobs |" in report
     held_out = report.split("## Held-out evaluation")[1]
     assert "6 fresh tasks" in held_out and "**all** (18 tasks)" in held_out  # 6 per dataset
     all_tasks = held_out.split("**all** (18 tasks)")[1]
