@@ -30,7 +30,9 @@ def main() -> None:
     sets = list(dict.fromkeys(key.split("|")[0] for key in results))
     for name in sets:
         levels = [key.split("|")[1] for key in results if key.startswith(name + "|")]
-        rules = [r for r in ORDER if all(r in results[f"{name}|{lv}"] for lv in levels)]
+        present = [r for r in dict.fromkeys(r for lv in levels for r in results[f"{name}|{lv}"])
+                   if all(r in results[f"{name}|{lv}"] for lv in levels)]
+        rules = [r for r in ORDER if r in present] + [r for r in present if r not in ORDER]
         n_tasks = len(results[f"{name}|{levels[0]}"][rules[0]])
         print(f"\n**{name}**: accuracy % (paired Δ vs bp ± 95 % CI over {n_tasks} tasks)\n")
         print("| rule | " + " | ".join(levels) + " |")
