@@ -24,18 +24,22 @@ def main() -> None:
     p.add_argument("seed", type=int)
     p.add_argument("--config", default="configs/robust/recommended.yaml")
     p.add_argument("--tasks", type=int, default=100)
+    p.add_argument("--label", default="recommended", help="row label (the seed is appended)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
+    p.add_argument("--k-shot", type=int, help="online samples per class when scoring (default: the config's)")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    run = ep.train(args.config, f"seed={args.seed}", f"name=robust_recommended_seed{args.seed}",
+    name = args.label.replace(" ", "_").replace(",", "")
+    run = ep.train(args.config, f"seed={args.seed}", f"name={name}_seed{args.seed}", *args.set,
                    runs_dir=args.out / "runs", plots=False)
     print(f"trained seed {args.seed} in {time.time() - start:.0f} s: {run.path}", flush=True)
-    label, results = f"recommended, seed {args.seed}", {}
+    label, results = f"{args.label}, seed {args.seed}", {}
     for level in LEVELS:
-        ev = ep.evaluate(run, tasks=args.tasks, baselines=False, classes="37-46",
+        ev = ep.evaluate(run, tasks=args.tasks, baselines=False, classes="37-46", k_shot=args.k_shot,
                          transform=None if level == "none" else level)
         results[f"EMNIST 37-46|{level}"] = {label: ev.rows[0].per_task["accuracy"].tolist()}
-        (args.out / f"seed{args.seed}.json").write_text(json.dumps(results))
+        (args.out / f"{name}_seed{args.seed}.json").write_text(json.dumps(results))
         print(level, round(100 * float(ev.rows[0].per_task["accuracy"].mean()), 1), flush=True)
 
 
