@@ -182,7 +182,7 @@ def test_activation_unlike_its_closed_form_is_refused():
                             base.derivative_from_output, True, base.params)
     with pytest.raises(ValueError, match="'softplus' differs from the single-pass step's closed form"):
         cpu_step.kernel_activation(other_beta)
-    with pytest.raises(ValueError, match="no form of activation 'swish'"):
+    with pytest.raises(ValueError, match="no kernel form of activation 'swish'"):
         cpu_step.kernel_activation(Activation("swish", torch.sigmoid, torch.sigmoid, torch.sigmoid, True))
 
 

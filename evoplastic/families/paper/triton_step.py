@@ -24,16 +24,19 @@ import torch
 import triton
 import triton.language as tl
 
+from evoplastic.families.paper import row_codes
 from evoplastic.families.paper.network import Activation
+from evoplastic.families.paper.row_codes import (  # noqa: F401 — the kernel's codes, re-exported
+    ACT_CODES,
+    ACT_GIVEN,
+    ACT_NONE,
+    ACT_SOFTMAX,
+    SOFTPLUS_THRESHOLD,
+    reference_forward,
+)
 from evoplastic.families.paper.rules import needs_backprojection
 from evoplastic.families.paper.step_errors import errors_and_factors
 
-ACT_NONE, ACT_GIVEN, ACT_SOFTMAX = 0, 1, 2
-"""Row weights a for u = Σ_r a_r row_r: none (no u), read from memory, softmax of z."""
-ACT_CODES = {"softplus": 3, "relu": 4, "leaky_relu": 5, "tanh": 6, "sigmoid": 7, "hardtanh": 8, "heaviside": 9}
-"""σ(z_r) computed in the kernel, per network.ACTIVATIONS name."""
-SOFTPLUS_THRESHOLD = 20.0
-"""βz above which softplus returns z (torch.nn.functional.softplus's default)."""
 TILE = 4096
 """Elements of W per block of rows (block_rows · next power of two ≥ columns)."""
 MAX_COLUMNS = 4096
@@ -139,27 +142,8 @@ def _kernel_for(device: torch.device) -> Callable:
 
 
 def kernel_activation(activation: Activation) -> tuple[int, float]:
-    """(ACT code, parameter) of a network.ACTIVATIONS activation; ValueError for one whose forward
-    differs from the kernel's closed form (checked in float64 on [-4, 4])."""
-    if activation.name not in ACT_CODES:
-        raise ValueError(f"the Triton step has no kernel form of activation {activation.name!r}")
-    code = ACT_CODES[activation.name]
-    param = float(activation.params[0]) if activation.name in ("softplus", "leaky_relu") else 0.0  # β, slope
-    probe = torch.linspace(-4, 4, 161, dtype=torch.float64)
-    want, got = activation.forward(probe), _reference_forward(code, param, probe)
-    if not torch.allclose(got, want, rtol=1e-9, atol=1e-12):
-        raise ValueError(f"activation {activation.name!r} differs from the Triton step's closed form "
-                         f"(parameter {param:g}) by up to {float((got - want).abs().max()):.3g}")
-    return code, param
-
-
-def _reference_forward(code: int, param: float, z: torch.Tensor) -> torch.Tensor:
-    """The kernel's σ for an ACT code, written in torch (what kernel_activation checks)."""
-    if code == 3:
-        return torch.where(param * z > SOFTPLUS_THRESHOLD, z, torch.nn.functional.softplus(param * z) / param)
-    forms = {4: torch.relu, 5: lambda v: torch.where(v > 0, v, v * param), 6: torch.tanh, 7: torch.sigmoid,
-             8: lambda v: v.clamp(-1, 1), 9: lambda v: (v > 0).to(v.dtype)}
-    return forms[code](z)
+    """(ACT code, parameter) of the activation in this kernel's closed form (row_codes.kernel_activation)."""
+    return row_codes.kernel_activation(activation, "Triton step")
 
 
 def row_blocks(rows: int, cols: int, pairs: int, act: int, block_rows: int | None = None,
