@@ -12,7 +12,8 @@ from pathlib import Path
 
 from evoplastic.analysis.stream import evaluate_stream, format_stream_table, plot_stream
 
-from evoplastic.analysis.rule import ablated_rules, baseline_rules, load_eval_dataset, parse_rule
+from evoplastic.analysis.rule import parse_rule
+from evoplastic.families.paper.rulespec import ablated_rules, baseline_rules, load_eval_dataset
 
 
 def main() -> None:

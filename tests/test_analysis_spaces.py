@@ -16,9 +16,9 @@ import torch
 
 from evoplastic.analysis import compare
 from evoplastic.analysis.evaluate import evaluate_rules, format_theta, main, parse_rule, task_config
-from evoplastic.analysis.rule import ablated_rules
 from evoplastic.cli import main as cli_main
 from evoplastic.families.paper.data import load_dataset
+from evoplastic.families.paper.rulespec import ablated_rules
 from evoplastic.families.paper.stream import evaluate_stream
 from evoplastic.run.rundir import RunDir
 

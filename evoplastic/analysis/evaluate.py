@@ -18,7 +18,15 @@ from pathlib import Path
 
 import torch
 
-from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evaluate command's vocabulary
+from evoplastic.analysis.rule import parse_rule, run_theta
+from evoplastic.analysis.tables import grouped_tables, rows_to_json
+from evoplastic.config import DEFAULT_FAMILY, FAMILIES, ConfigError, ExperimentConfig, override_config
+from evoplastic.core.evaluation import EvaluateSettings, RuleToScore
+from evoplastic.families import get_family
+from evoplastic.families.paper.config import TaskConfig
+from evoplastic.families.paper.data import Dataset
+from evoplastic.families.paper.evaluation import RuleEvaluation, evaluate_rules  # noqa: F401 — re-exported
+from evoplastic.families.paper.rulespec import (  # noqa: F401 — re-exported: the evaluate command's vocabulary
     BASELINE_THETA,
     PURPOSE,
     TASK_BLOCK,
@@ -30,18 +38,9 @@ from evoplastic.analysis.rule import (  # noqa: F401 — re-exported: the evalua
     held_out_classes,
     load_eval_dataset,
     parse_classes,
-    parse_rule,
-    run_theta,
     same_dataset,
     task_config,
 )
-from evoplastic.analysis.tables import grouped_tables, rows_to_json
-from evoplastic.config import DEFAULT_FAMILY, FAMILIES, ConfigError, ExperimentConfig, override_config
-from evoplastic.core.evaluation import EvaluateSettings, RuleToScore
-from evoplastic.families import get_family
-from evoplastic.families.paper.config import TaskConfig
-from evoplastic.families.paper.data import Dataset
-from evoplastic.families.paper.evaluation import RuleEvaluation, evaluate_rules  # noqa: F401 — re-exported
 from evoplastic.families.paper.transforms import transformed
 from evoplastic.run.rundir import RunDir
 

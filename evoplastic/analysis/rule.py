@@ -1,7 +1,7 @@
 """Rules named on the command line or in the API: a run directory (any family), a theta.json or NAME:θ,….
 
 Reads the run record for the families; the paper family's rule text, baselines and ablations live in
-evoplastic.families.paper.rulespec (re-exported here for the evaluate command).
+evoplastic.families.paper.rulespec.
 """
 
 from __future__ import annotations
@@ -10,21 +10,7 @@ import sys
 from pathlib import Path
 
 from evoplastic.families.paper import rulespec
-from evoplastic.families.paper.rulespec import (  # noqa: F401 — the evaluate command's vocabulary
-    BASELINE_THETA,
-    PURPOSE,
-    TASK_BLOCK,
-    Rule,
-    ablated_rules,
-    baseline_rules,
-    evaluation_config,
-    format_classes,
-    held_out_classes,
-    load_eval_dataset,
-    parse_classes,
-    same_dataset,
-    task_config,
-)
+from evoplastic.families.paper.rulespec import Rule
 from evoplastic.run.rundir import RunDir
 
 
