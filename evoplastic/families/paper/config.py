@@ -175,24 +175,41 @@ AUGMENT_INTENSITY = ("erode:1", "erode:2", "dilate:1", "dilate:2", "contrast:0.3
 """task.augment=[intensity]: thinner, thicker, fainter and brighter strokes, and the images as they are."""
 
 
+INPUT_NORMS = ("none", "unit", "zscore")
+"""Per-sample input normalisation: none; unit (x scaled to a fixed L2 norm, network.input_norm_scale); zscore
+((x - mean) / std over the sample's pixels)."""
+TRANSFORMS = ("erode", "dilate", "contrast", "invert")
+"""Changes of input statistics (evoplastic.families.paper.transforms applies them)."""
+
+
+def parse_transform(text: str) -> tuple[str, float]:
+    """'erode:2', 'contrast:0.5', 'invert' or 'none' -> (name, level); a ValueError naming the fix."""
+    name, _, level = text.strip().partition(":")
+    if name == "none":
+        return "none", 0.0
+    if name not in TRANSFORMS:
+        raise ValueError(f"transform {text!r}: choose one of {', '.join(TRANSFORMS)} (e.g. erode:2, dilate:1, "
+                         f"contrast:0.5, invert), or none")
+    try:
+        value = float(level) if level else 1.0
+    except ValueError:
+        raise ValueError(f"transform {text!r}: the level after ':' must be a number") from None
+    if name in ("erode", "dilate") and (value != int(value) or value < 1):
+        raise ValueError(f"transform {text!r}: erode/dilate take a whole number of 3×3 steps ≥ 1")
+    if name == "contrast" and value <= 0:
+        raise ValueError(f"transform {text!r}: contrast must be > 0")
+    return name, value
+
+
 def augment_levels(augment: tuple[str, ...]) -> tuple[str, ...]:
     """task.augment's transforms ('intensity' expanded), each checked; a ValueError names a bad one."""
     levels = tuple(level for entry in augment for level in (AUGMENT_INTENSITY if entry == "intensity" else (entry,)))
     for level in levels:
-        name, _, value = level.partition(":")
-        ok = name in ("none", "invert") or (name in ("erode", "dilate") and value.isdigit() and int(value) >= 1) or (
-            name == "contrast" and _positive(value))
-        if not ok:
-            raise ValueError(f"task.augment entry {level!r}: use erode:N, dilate:N (N ≥ 1 steps), contrast:C (C > 0), "
-                             f"invert, none or intensity")
+        try:
+            parse_transform(level)
+        except ValueError as err:
+            raise ValueError(f"task.augment entry {level!r}: {err}; or use intensity") from None
     return levels
-
-
-def _positive(text: str) -> bool:
-    try:
-        return float(text) > 0
-    except ValueError:
-        return False
 
 
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
@@ -245,7 +262,7 @@ def validate(cfg: Any) -> None:
                          "instead, e.g. emnist@0-36")
     for entry in task.mixture:
         mixture_entry(entry)
-    _choice(net.input_norm, ("none", "unit", "zscore"), "network.input_norm")
+    _choice(net.input_norm, INPUT_NORMS, "network.input_norm")
     if net.input_norm_scale <= 0:
         raise ValueError(f"network.input_norm_scale must be > 0, got {net.input_norm_scale}")
     augment_levels(task.augment)

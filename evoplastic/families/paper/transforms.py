@@ -14,12 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-TRANSFORMS = ("erode", "dilate", "contrast", "invert")
-"""erode/dilate LEVEL: that many 3×3 min/max filters (thinner/thicker strokes); contrast C: pixels × C,
-clipped to [0, 1]; invert: 1 - pixels."""
-INPUT_NORMS = ("none", "unit", "zscore")
-"""Per-sample input normalisation: none; unit (x scaled to a fixed L2 norm, network.input_norm_scale); zscore
-((x - mean) / std over the sample's pixels)."""
+from evoplastic.families.paper.config import parse_transform
 
 
 @dataclass(frozen=True)
@@ -32,21 +27,7 @@ class Transform:
     @classmethod
     def parse(cls, text: str) -> Transform:
         """'erode:2', 'contrast:0.5', 'invert' or 'none' -> a Transform; a ValueError naming the fix."""
-        name, _, level = text.strip().partition(":")
-        if name == "none":
-            return cls("none", 0.0)
-        if name not in TRANSFORMS:
-            raise ValueError(f"transform {text!r}: choose one of {', '.join(TRANSFORMS)} (e.g. erode:2, dilate:1, "
-                             f"contrast:0.5, invert), or none")
-        try:
-            value = float(level) if level else 1.0
-        except ValueError:
-            raise ValueError(f"transform {text!r}: the level after ':' must be a number") from None
-        if name in ("erode", "dilate") and (value != int(value) or value < 1):
-            raise ValueError(f"transform {text!r}: erode/dilate take a whole number of 3×3 steps ≥ 1")
-        if name == "contrast" and value <= 0:
-            raise ValueError(f"transform {text!r}: contrast must be > 0")
-        return cls(name, value)
+        return cls(*parse_transform(text))
 
     def __str__(self) -> str:
         return self.name if self.name in ("invert", "none") else f"{self.name}:{self.level:g}"
