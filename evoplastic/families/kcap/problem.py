@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from evoplastic.config import ExperimentConfig
+from evoplastic.core.batching import score_in_member_chunks
 from evoplastic.core.fitness import resolve_device
 from evoplastic.families.kcap.baselines import lookahead_loss, untrained_scores
 from evoplastic.families.kcap.data import KcapTasks, sample_tasks
@@ -60,14 +61,12 @@ class KcapProblem:
         """Meta-loss and probe accuracy (P, T) of P candidates on each task, chunk members per call (0: all)."""
         if theta.requires_grad and torch.is_grad_enabled():
             return self._lookahead_scores(theta, batch)
-        losses, accs = [], []
-        chunk = min(chunk or theta.shape[0], theta.shape[0])
-        for start in range(0, theta.shape[0], chunk):
-            part = theta[start: start + chunk]
+
+        def score_chunk(part: torch.Tensor, _: int) -> tuple[torch.Tensor, torch.Tensor]:
             result = self.pair_scores(part, batch, with_emd=self.kcap.objective == "emd")
-            losses.append(objective(result, self.kcap).view(-1, batch.n_tasks))
-            accs.append(result["probe_accuracy"].view(-1, batch.n_tasks))
-        return torch.cat(losses), torch.cat(accs)
+            return objective(result, self.kcap), result["probe_accuracy"]
+
+        return score_in_member_chunks(theta, batch.n_tasks, chunk, score_chunk)
 
     def pair_scores(self, theta: torch.Tensor, batch: KcapBatch, with_emd: bool = True) -> dict[str, torch.Tensor]:
         """Every score (P·T,) of P candidates on T tasks (pair p·T + t), without a graph."""
