@@ -6,7 +6,6 @@ DataError or RunDirError (ValueErrors) instead of exit codes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,13 +214,5 @@ def compare(runs: Sequence[Run | str | Path], out: str | Path, *, eval_tasks: in
     return Comparison(report, report.read_text())
 
 
-def save_json(evaluation: Evaluation, path: str | Path) -> Path:
-    """Write an Evaluation (per-task values included) as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(evaluation.to_json(), indent=2))
-    return path
-
-
 __all__ = ["Comparison", "Run", "compare", "config_to_dict", "evaluate", "load_run", "make_config", "plot", "resume",
-           "save_json", "train"]
+           "train"]

@@ -94,10 +94,12 @@ class PaperProblem:
 
     def _input_statistics(self, tasks: TaskBatch, generator: torch.Generator) -> TaskBatch:
         """Tasks after the config's intensity augmentation (one transform per task) and input normalisation."""
+        net = self.cfg.network
+        if not self.cfg.task.augment and net.input_norm == "none":
+            return tasks
         train_x, query_x = tasks.train_x, tasks.query_x
         if self.cfg.task.augment:
             train_x, query_x = augment_tasks(train_x, query_x, generator, augment_levels(self.cfg.task.augment))
-        net = self.cfg.network
         if net.input_norm != "none":
             train_x = normalise_inputs(train_x, net.input_norm, net.input_norm_scale)
             query_x = normalise_inputs(query_x, net.input_norm, net.input_norm_scale)
