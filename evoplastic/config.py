@@ -360,6 +360,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     for key in ("steps", "tasks_per_step"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key} must be ≥ 1, got {getattr(cfg, key)}")
+    for key in ("eval_tasks", "final_eval_tasks"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key} must be ≥ 1 (the rule is scored on that many fresh tasks), got "
+                              f"{getattr(cfg, key)}; set eval_every=0 to skip the evaluations during training")
     if cfg.threads < 0:
         raise ConfigError(f"threads must be ≥ 0 (0: $OMP_NUM_THREADS, else 1), got {cfg.threads}")
     if cfg.es.population_size < 2:

@@ -161,6 +161,8 @@ def test_unknown_rule_is_rejected_with_the_choices():
         ("network.dims=[12, 0, 4]", "network.dims must be ≥ 2 positive widths"),
         ("task.n_way=0", r"task.n_way must be ≥ 1"),
         ("steps=0", "steps must be ≥ 1"),
+        ("final_eval_tasks=0", "final_eval_tasks must be ≥ 1 .*eval_every=0"),
+        ("eval_tasks=0", "eval_tasks must be ≥ 1"),
         ("es.population_size=1", "es.population_size must be ≥ 2"),
         ("es.term_scale=[1, 2]", "es.term_scale needs 10 values"),
         ("rule.l1=-0.5", "rule.l1 must be ≥ 0"),
