@@ -66,6 +66,17 @@ class KcapFamily:
             "cap": k.cap,
         }
 
+    bench_members = {"cpu": (1, 16, 64), "cuda": (1, 512, 8192)}
+    """Members N of its ``evoplastic bench`` rows: small episodes, so the batch pays off only at large N."""
+
+    def describe_workload(self, cfg: ExperimentConfig) -> str:
+        """One member-episode of cfg in words, for ``evoplastic bench``."""
+        k = cfg.kcap
+        return (f"m={k.n_hidden} units, k={k.cap} active, S={k.n_unlabelled} unlabelled samples streamed once, "
+                f"T={k.recurrent_steps} recurrent steps, n={k.n_features} inputs; {k.rule} rule "
+                f"({theta_size(k)} θ) on {'+'.join(k.plastic)}, {k.normalise} normalisation; scored by the ridge "
+                f"probe ({k.labels_per_class} labels per class) and read-out on {2 * k.n_query} query points"
+                f"{'' if k.objective == 'emd' else ', no EMD'} (objective {k.objective}); {cfg.dtype}")
 
     metrics = (Metric("probe_accuracy", True, percent=True), Metric("probe_loss", False, digits=4),
                Metric("ae_mse", False, digits=4), Metric("emd", False, digits=4))

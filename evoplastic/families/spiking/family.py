@@ -87,6 +87,17 @@ class SpikingFamily:
             "surrogate": {"name": s.surrogate, "slope": s.slope, "dampening": s.dampening},
         }
 
+    bench_members = {"cpu": (1, 8), "cuda": (1, 64, 512)}
+    """Members N of its ``evoplastic bench`` rows: ten time steps per sample make an episode slow on a CPU."""
+
+    def describe_workload(self, cfg: SpikingExperimentConfig) -> str:
+        """One member-episode of cfg in words, for ``evoplastic bench``."""
+        s, t = cfg.spiking, cfg.task
+        return (f"LIF network {'-'.join(map(str, s.dims))}, {t.n_way * t.k_shot} online samples of {t.dataset} × "
+                f"{s.steps} time steps ({s.input} input), terms {'+'.join(resolve_terms(s.terms))} "
+                f"({self.theta_space(cfg).size} θ) once per sample with the {s.feedback} learning signal; "
+                f"{s.readout} read-out on {t.n_way * t.n_query} query images; {cfg.dtype}")
+
     metrics = (Metric("accuracy", True, percent=True), Metric("loss", False, digits=4))
 
     def evaluate(self, cfg: SpikingExperimentConfig, rules: list[RuleToScore],
