@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from evoplastic.config import ExperimentConfig
-from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule
+from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule, check_options
 from evoplastic.core.family import ThetaSpace
 from evoplastic.families.kcap.config import KcapExperimentConfig
 from evoplastic.families.kcap.evaluation import Evaluated, evaluate
@@ -84,10 +84,7 @@ class KcapFamily:
     def evaluate(self, cfg: ExperimentConfig, rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation:
         """The rules beside the untrained network, the raw input and (options autoencoders=True) backprop
         autoencoders, all on cfg's tasks; settings.tasks per dataset."""
-        unknown = sorted(set(settings.options) - {"autoencoders", "controls"})
-        if unknown:
-            raise ValueError(f"unknown evaluation setting(s) {', '.join(unknown)} for the kcap family; known: "
-                             f"autoencoders, controls")
+        check_options(settings.options, ("autoencoders", "controls"), self.name)
         evaluated = self.evaluate_rows(cfg, [(r.label, torch.tensor(r.theta, dtype=torch.float64), r.config)
                                              for r in rules], settings.tasks, settings.seed, settings.baselines,
                                        bool(settings.options.get("autoencoders")), settings.device,
@@ -97,7 +94,7 @@ class KcapFamily:
                 for label, values in evaluated.rows]
         described = (f"{settings.tasks} fresh tasks per dataset ({', '.join(evaluated.group_names)}), "
                      f"seed={settings.seed}; mean ± 95 % CI over tasks; rows on identical tasks")
-        return Evaluation(self.metrics, rows, described)
+        return Evaluation(self.metrics, rows, described, evaluated.groups.numpy(), tuple(evaluated.group_names))
 
     def evaluate_rows(self, cfg: ExperimentConfig, rules: list[tuple], n_tasks: int, seed: int,
                       baselines: bool = True, autoencoders: bool = False, device: str = "cpu",
