@@ -317,3 +317,29 @@ def test_roofline_counts_the_paper_network():
     assert round(machine.ceiling(work)) == 61  # DRAM-bound, as in section 2
     half = member_episode((784, 170, 130, 100, 70, 47), 250, 50, "compiled", weight_bytes=2, members_per_feedback=8)
     assert half.bytes < 0.55 * work.bytes
+
+
+def test_family_rows_alone_compare_with_the_paper_family_through_its_problem(monkeypatch, capsys):
+    """--only families measures no machine ceilings and prints no paper table; a family's rate is then shown as a
+    multiple of the paper family's N = 1 row through its Problem, when that family is timed too."""
+    from dataclasses import asdict
+
+    from evoplastic.bench import suite
+    from evoplastic.bench.family import FamilyCase, FamilyResult
+
+    def fake_stream(jobs):
+        (job,) = jobs  # a fresh process per family row
+        case = FamilyCase.from_dict(job["case"])
+        rate = {"paper": 10.0, "kcap": 5.0}[case.family] * case.members
+        yield {"kind": "family", "result": asdict(FamilyResult(case, 2, 1 / rate, 1 / rate, rate, rate, 0.5, 4.0,
+                                                               "peak RSS"))}
+
+    monkeypatch.setattr(suite, "stream_jobs", fake_stream)
+    monkeypatch.setattr(suite, "measure_machine", lambda device: pytest.fail("no ceilings without paper rows"))
+    argv = ["bench", "--only", "families", "--families", "paper,kcap", "--family-members", "1", "--no-family-autograd",
+            "--family-set", "kcap:kcap.n_unlabelled=20"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("evoplastic bench: family rows only (paper, kcap)") and "roofline" not in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if " no-grad " in line}
+    assert rows["paper"][2:7] == ["1", "10", "0.1", "1", "1"] and rows["kcap"][2:7] == ["1", "5", "0.2", "1", "0.5"]
