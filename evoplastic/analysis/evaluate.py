@@ -176,9 +176,18 @@ def _family_of(text: str) -> str:
     if path.exists():
         raise FileNotFoundError(f"{path} is a directory without config.yaml; give a run directory or theta.json")
     for name in FAMILIES.names():
-        if get_family(name).parse_rule(text) is not None:
+        if _claims(name, text):
             return name
     return DEFAULT_FAMILY
+
+
+def _claims(family: str, text: str) -> bool:
+    """Whether text is in the family's rule syntax: its parser reads it, or refuses it with a reason (which may
+    go away with --set overrides, e.g. more coefficients for feedback terms)."""
+    try:
+        return get_family(family).parse_rule(text) is not None
+    except ValueError:
+        return True
 
 
 def _family_rule(text: str, overrides: list[str]) -> tuple[str, ExperimentConfig, torch.Tensor]:
