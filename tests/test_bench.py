@@ -343,3 +343,29 @@ def test_family_rows_alone_compare_with_the_paper_family_through_its_problem(mon
     assert out.startswith("evoplastic bench: family rows only (paper, kcap)") and "roofline" not in out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if " no-grad " in line}
     assert rows["paper"][2:7] == ["1", "10", "0.1", "1", "1"] and rows["kcap"][2:7] == ["1", "5", "0.2", "1", "0.5"]
+
+
+def test_a_family_row_that_fails_is_printed_and_the_suite_goes_on_to_exit_1(monkeypatch, capsys):
+    """A family whose row fails (e.g. its data is missing) prints the reason in its section; the other family's rows
+    still run, and the exit status says something failed."""
+    from dataclasses import asdict
+
+    from evoplastic.bench import suite
+    from evoplastic.bench.family import FamilyCase, FamilyResult
+
+    def fake_stream(jobs):
+        (job,) = jobs
+        case = FamilyCase.from_dict(job["case"])
+        if case.family == "spiking":
+            yield {"kind": "family-failed", "case": job["case"], "reason": "DataError: npz file /x.npz not found"}
+        else:
+            yield {"kind": "family", "result": asdict(FamilyResult(case, 2, 0.1, 0.1, 10.0, 10.0, 0.5))}
+
+    monkeypatch.setattr(suite, "stream_jobs", fake_stream)
+    argv = ["bench", "--only", "families", "--families", "spiking,kcap", "--family-members", "1",
+            "--no-family-autograd", "--family-set", "spiking:task.dataset=digits"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "spiking no-grad              1  FAILED: DataError: npz file /x.npz not found" in out
+    assert [line.split()[:3] for line in out.splitlines() if line.startswith("kcap no-grad")] == [
+        ["kcap", "no-grad", "1"]]
