@@ -119,7 +119,9 @@ def planned(args) -> list[tuple[str, int]]:
 def test_cuda_default_is_a_short_set_in_one_process_and_full_adds_the_rest(monkeypatch):
     from evoplastic.bench.suite import check_spec, plan_jobs
 
-    quick = suite_args(monkeypatch, cuda=True)
+    assert set(suite_args(monkeypatch, cuda=True).families) >= {"kcap", "spiking"}  # every registered but paper
+    assert "paper" not in suite_args(monkeypatch, cuda=True).families
+    quick = suite_args(monkeypatch, "--families", "kcap,spiking", cuda=True)  # another test may register more
     assert planned(quick) == [("no-grad", 1), ("autograd", 1), ("no-grad", 2048), ("compiled+graph", 2048),
                               ("compiled+graph+float16", 2048), ("compiled+graph+triton", 2048),
                               ("compiled+graph+triton+float16", 2048)]
@@ -145,7 +147,8 @@ def test_cuda_default_is_a_short_set_in_one_process_and_full_adds_the_rest(monke
 def test_cpu_default_is_the_full_set_with_a_fresh_process_per_row(monkeypatch):
     from evoplastic.bench.suite import plan_jobs
 
-    args = suite_args(monkeypatch)
+    assert {"kcap", "spiking"} <= set(suite_args(monkeypatch).families)
+    args = suite_args(monkeypatch, "--families", "kcap,spiking")  # the default, unless a test registered more
     assert planned(args) == planned(suite_args(monkeypatch, "--full")) == [
         ("no-grad", 1), ("autograd", 1), ("no-grad", 8), ("no-grad", 32), ("compiled", 8), ("compiled", 32),
         ("compiled+cpp", 8), ("compiled+cpp", 32), ("compiled+cpp+bfloat16", 32), ("compiled+cpp+float16", 32)]
