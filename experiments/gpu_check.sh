@@ -143,7 +143,7 @@ fi
 
 # --- 5. the bench suite's default CUDA set, only with the time left ---------------------------------------------
 bench_flags=(--device cuda --members 4096 --min-seconds 1 --check-tasks 2 --json "$OUT/bench.json")
-$PY -m evoplastic bench --help 2>/dev/null | grep -q -- "--kcap" && bench_flags+=(--no-kcap)
+$PY -m evoplastic bench --help 2>/dev/null | grep -q -- "--families" && bench_flags+=(--families none)
 section "evoplastic bench --device cuda" 60 $PY -m evoplastic bench "${bench_flags[@]}"
 
 echo; echo "=== summary (+$(($(date +%s) - START)) s) ==="

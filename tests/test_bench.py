@@ -77,7 +77,8 @@ def test_bench_suite_rows_and_ratios(tmp_path, capsys):
     """`evoplastic bench` on a tiny network: each ratio column is the row's rate over the per-member/autograd row."""
     out = tmp_path / "suite.json"
     argv = ["bench", "--dims", "16,8,5", "--steps", "5", "--min-seconds", "0", "--members", "2", "--precisions",
-            "bfloat16", "--check-tasks", "2", "--no-mpi", "--kcap-members", "1,2", "--json", str(out),
+            "bfloat16", "--check-tasks", "2", "--no-mpi", "--families", "kcap", "--family-members", "1,2",
+            "--family-set", "kcap:kcap.n_unlabelled=20", "--no-family-autograd", "--json", str(out),
             "--plot", str(tmp_path / "rates.png")]
     assert main(argv) == 0
     table = capsys.readouterr().out
@@ -94,9 +95,9 @@ def test_bench_suite_rows_and_ratios(tmp_path, capsys):
     checks = {c["precision"]: c for c in figures["precision_check"]}
     assert set(checks) == {"float32", "bfloat16"} and checks["float32"]["max_abs_delta"] == 0
     assert checks["bfloat16"]["pairs"] == 16 and abs(checks["bfloat16"]["mean_delta"]) < 0.2
-    kcap = [line.split() for line in table.splitlines() if line.startswith("k-cap no-grad")]
+    kcap = [line.split() for line in table.splitlines() if line.startswith("kcap no-grad")]
     assert [r[2] for r in kcap] == ["1", "2"]
-    assert [r[3] for r in kcap] == [f"{r['rate_best']:.2f}" for r in figures["kcap"]["results"]]
+    assert [r[3] for r in kcap] == [f"{r['rate_best']:.3g}" for r in figures["families"]["kcap"]["results"]]
 
 
 # --- the suite's plan, streaming and report, without timing the paper network ---------------------------------
@@ -118,13 +119,19 @@ def planned(args) -> list[tuple[str, int]]:
 def test_cuda_default_is_a_short_set_in_one_process_and_full_adds_the_rest(monkeypatch):
     from evoplastic.bench.suite import check_spec, plan_jobs
 
-    quick = suite_args(monkeypatch, cuda=True)
+    assert set(suite_args(monkeypatch, cuda=True).families) >= {"kcap", "spiking"}  # every registered but paper
+    assert "paper" not in suite_args(monkeypatch, cuda=True).families
+    quick = suite_args(monkeypatch, "--families", "kcap,spiking", cuda=True)  # another test may register more
     assert planned(quick) == [("no-grad", 1), ("autograd", 1), ("no-grad", 2048), ("compiled+graph", 2048),
                               ("compiled+graph+float16", 2048), ("compiled+graph+triton", 2048),
                               ("compiled+graph+triton+float16", 2048)]
-    assert quick.one_process and not quick.mpi and quick.kcap_members == (1, 512, 8192)
+    assert quick.one_process and not quick.mpi and quick.families == ("kcap", "spiking")
     (group,) = plan_jobs(quick)  # one child: every shape compiles once, shared by the rows and the check
-    assert [job["kind"] for job in group] == ["case"] * 7 + ["precision"] + ["family"] * 3
+    assert [job["kind"] for job in group] == ["case"] * 7 + ["precision"] + ["family"] * 8
+    families = [(job["case"]["family"], job["case"]["members"], job["case"]["autograd"]) for job in group[8:]]
+    assert families == [("kcap", 1, False), ("kcap", 512, False), ("kcap", 8192, False), ("kcap", 1, True),
+                        ("spiking", 1, False), ("spiking", 64, False), ("spiking", 512, False), ("spiking", 1, True)]
+    assert all(job["case"]["memory"] for job in group[8:])  # the CUDA allocator's peak resets in one process
     assert group[7]["spec"]["per_task"] == 2048 and group[7]["spec"]["precisions"] == ["float16"]
     assert check_spec(suite_args(monkeypatch, "--members", "8192", cuda=True), 50)["tasks"] == 2  # ≤ 16384 pairs
     full = suite_args(monkeypatch, "--full", cuda=True)
@@ -134,25 +141,47 @@ def test_cuda_default_is_a_short_set_in_one_process_and_full_adds_the_rest(monke
                              ("compiled+graph+float16", 2048), ("compiled+graph+triton", 2048),
                              ("compiled+graph+triton+bfloat16", 2048), ("compiled+graph+triton+float16", 2048)]
     assert full.mpi and full.one_process
-    assert not suite_args(monkeypatch, "--no-one-process", "--no-kcap", cuda=True).one_process
+    assert not suite_args(monkeypatch, "--no-one-process", "--families", "none", cuda=True).one_process
 
 
 def test_cpu_default_is_the_full_set_with_a_fresh_process_per_row(monkeypatch):
     from evoplastic.bench.suite import plan_jobs
 
-    args = suite_args(monkeypatch)
+    assert {"kcap", "spiking"} <= set(suite_args(monkeypatch).families)
+    args = suite_args(monkeypatch, "--families", "kcap,spiking")  # the default, unless a test registered more
     assert planned(args) == planned(suite_args(monkeypatch, "--full")) == [
         ("no-grad", 1), ("autograd", 1), ("no-grad", 8), ("no-grad", 32), ("compiled", 8), ("compiled", 32),
         ("compiled+cpp", 8), ("compiled+cpp", 32), ("compiled+cpp+bfloat16", 32), ("compiled+cpp+float16", 32)]
-    assert not args.one_process and args.mpi and args.kcap_members == (1, 16, 64)
-    groups = plan_jobs(args)
-    assert [len(g) for g in groups] == [1] * 10 + [1, 3] and groups[10][0]["spec"]["per_task"] == 8
-    assert [len(g) for g in plan_jobs(suite_args(monkeypatch, "--check-tasks", "0", "--no-kcap"))] == [1] * 10
+    assert not args.one_process and args.mpi and args.families == ("kcap", "spiking")
+    groups = plan_jobs(args)  # 10 paper rows, the check, kcap at 1, 16, 64 and spiking at 1, 8, each + autograd
+    assert [len(g) for g in groups] == [1] * 10 + [1] + [1] * 7 and groups[10][0]["spec"]["per_task"] == 8
+    assert [g[0]["case"]["members"] for g in groups[11:]] == [1, 16, 64, 1, 1, 8, 1]
+    assert all(g[0]["case"]["memory"] for g in groups[11:])  # each family row in a fresh process
+    assert [len(g) for g in plan_jobs(suite_args(monkeypatch, "--check-tasks", "0", "--families", "none"))] == [1] * 10
+
+
+def test_family_rows_are_chosen_by_name_and_the_only_option(monkeypatch):
+    """--families picks any registered family (the paper's too, through its Problem); --only families drops the
+    paper rows, the check and MPI; --family-set reaches one family's config; one CPU process measures no memory."""
+    from evoplastic.bench.suite import plan_jobs
+
+    args = suite_args(monkeypatch, "--only", "families", "--families", "paper,spiking", "--family-members", "2",
+                      "--family-set", "spiking:spiking.steps=3", "--no-family-autograd")
+    assert not args.mpi and [[job["kind"] for job in g] for g in plan_jobs(args)] == [["family"], ["family"]]
+    cases = [g[0]["case"] for g in plan_jobs(args)]
+    assert [(c["family"], c["members"], c["overrides"]) for c in cases] == [("paper", 2, ()),
+                                                                           ("spiking", 2, ("spiking.steps=3",))]
+    assert not any(job["case"]["memory"] for job in plan_jobs(suite_args(monkeypatch, "--only", "families",
+                                                                         "--one-process"))[0])
+    only_paper = suite_args(monkeypatch, "--only", "paper")
+    assert only_paper.families == () and all(g[0]["kind"] != "family" for g in plan_jobs(only_paper))
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--precisions", "float8"], "unknown precision 'float8'"),
-    (["--kcap-members", "0"], "--kcap-members takes member counts ≥ 1"),
+    (["--family-members", "0"], "--family-members takes member counts ≥ 1"),
+    (["--families", "kcap,nope"], "unknown family 'nope'"),
+    (["--family-set", "spiking.steps=3"], "write FAMILY:KEY=VALUE"),
     (["--rule", "nope"], "nope"),
 ])
 def test_bad_bench_options_are_one_line_errors(argv, message, monkeypatch, capsys):
@@ -181,9 +210,24 @@ def test_a_child_reports_each_result_as_it_finishes_it():
     assert arrivals[1][1] > 2.0
 
 
-def test_bench_prints_rows_as_they_arrive_and_writes_kcap_to_the_json(monkeypatch, tmp_path, capsys):
+def test_a_family_row_times_an_adam_step_and_refuses_one_without_a_gradient():
+    """The autograd case backpropagates through the family's Problem (a finite gradient, its memory read); a
+    config whose θ space names no gradient (a piecewise-linear paper activation) is refused with that reason."""
+    from evoplastic.bench.family import CannotTime, FamilyCase, measure_family
+
+    result = measure_family(FamilyCase("kcap", 1, "cpu", 0.0, 1, ("kcap.n_unlabelled=20",), autograd=True))
+    assert result.grad_finite is True and result.reps == 1 and result.rate_best == 1 / result.seconds_best
+    assert result.memory_source == "peak RSS" and result.episode_mib >= 0
+    grad_free = measure_family(FamilyCase("kcap", 2, "cpu", 0.0, 1, ("kcap.n_unlabelled=20",), memory=False))
+    assert grad_free.grad_finite is None and grad_free.reps >= 2 and grad_free.episode_mib != grad_free.episode_mib
+    with pytest.raises(CannotTime, match="not twice differentiable"):
+        measure_family(FamilyCase("paper", 1, "cpu", 0.0, 1, ("network.activation=relu",), autograd=True))
+
+
+def test_bench_prints_rows_as_they_arrive_and_writes_the_families_to_the_json(monkeypatch, tmp_path, capsys):
     """With the children replaced by canned results: the per-member and autograd rows print together, every later
-    row the moment it arrives, then the precision check and the k-cap section; the JSON keeps them all."""
+    row the moment it arrives, then the precision check and a family's section (its own workload sentence, MiB per
+    member as the slope between its N, a case it cannot run with the reason); the JSON keeps them all."""
     from dataclasses import asdict
 
     from evoplastic.bench import suite
@@ -196,7 +240,7 @@ def test_bench_prints_rows_as_they_arrive_and_writes_kcap_to_the_json(monkeypatc
 
     def fake_stream(jobs):
         kinds = [job["kind"] for job in jobs]
-        assert kinds == ["case"] * 6 + ["precision", "family", "family"]  # --one-process: one child
+        assert kinds == ["case"] * 6 + ["precision", "family", "family", "family"]  # --one-process: one child
         yield {"kind": "case", "result": result("nograd", 1, 10.0)}
         assert "per-member loop" not in capsys.readouterr().out  # its x autograd is not known yet
         yield {"kind": "case", "result": result("autograd", 1, 2.0)}
@@ -215,26 +259,33 @@ def test_bench_prints_rows_as_they_arrive_and_writes_kcap_to_the_json(monkeypatc
                                         "mean_delta": accuracy - 0.5, "max_abs_delta": abs(accuracy - 0.5)}
         yield {"kind": "precision", "spec": jobs[6]["spec"], "checks": [check("float32", 0.5), check("bfloat16", 0.49)]}
         assert "16 (θ, task) pairs (2 tasks × 8 θ)" in capsys.readouterr().out
-        for members, rate in ((1, 5.0), (2, 8.0)):
-            yield {"kind": "family", "result": asdict(FamilyResult(FamilyCase("kcap", members, "cpu", 0.0, 1), 2,
-                                                                   members / rate, members / rate, rate, rate, 0.7))}
+        for members, rate, mib, slope in ((1, 5.0, 10.0, "—"), (2, 8.0, 13.5, "3.50")):
+            case = FamilyCase("kcap", members, "cpu", 0.0, 1, ("kcap.n_unlabelled=20",))
+            yield {"kind": "family", "result": asdict(FamilyResult(case, 2, members / rate, members / rate, rate,
+                                                                   rate, 0.7, mib, "peak RSS"))}
             printed = capsys.readouterr().out
-            assert ("S=200 unlabelled samples streamed once, T=3 recurrent steps" in printed) == (members == 1)
+            assert ("S=20 unlabelled samples streamed once, T=3 recurrent steps" in printed) == (members == 1)
             row = printed.splitlines()[-1].split()
-            assert row[:4] == ["k-cap", "no-grad", str(members), f"{rate:.2f}"]
-            assert row[5:7] == [f"{rate / 5:.2f}", f"{rate / 10:.2f}"]  # x its N=1, x the paper's per-member loop
+            assert row[:4] == ["kcap", "no-grad", str(members), f"{rate:.3g}"]
+            assert row[5:7] == [f"{rate / 5:.3g}", f"{rate / 10:.3g}"]  # x its N=1, x the paper's per-member loop
+            assert row[7:9] == [f"{mib:.2f}", slope]  # episode MiB, MiB per member against N = 1
+        yield {"kind": "family-skipped", "reason": "no gradient here",
+               "case": asdict(FamilyCase("kcap", 1, "cpu", 0.0, 1, ("kcap.n_unlabelled=20",), autograd=True))}
+        assert " ".join(capsys.readouterr().out.split()) == "kcap autograd (Adam) 1 skipped: no gradient here"
 
     monkeypatch.setattr(suite, "stream_jobs", fake_stream)
     monkeypatch.setattr(suite, "measure_machine", lambda device: suite.Machine(1e10, 1e10, "cpu"))
     out = tmp_path / "bench.json"
     argv = ["bench", "--dims", "16,8,5", "--steps", "5", "--members", "2", "--precisions", "bfloat16", "--check-tasks",
-            "2", "--no-mpi", "--one-process", "--kcap-members", "1,2", "--json", str(out)]
+            "2", "--no-mpi", "--one-process", "--families", "kcap", "--family-members", "1,2", "--family-set",
+            "kcap:kcap.n_unlabelled=20", "--json", str(out)]
     assert main(argv) == 0
     assert "bench: " in capsys.readouterr().out
     figures = json.loads(out.read_text())
     assert [r["case"]["mode"] for r in figures["results"]] == ["nograd", "autograd", "nograd"] + ["compiled"] * 3
-    assert {k: figures["kcap"]["workload"][k] for k in "mkST"} == {"m": 64, "k": 8, "S": 200, "T": 3}
-    assert [r["rate_best"] for r in figures["kcap"]["results"]] == [5.0, 8.0]
+    assert "S=20 unlabelled samples" in figures["families"]["kcap"]["workload"]
+    assert [r["rate_best"] for r in figures["families"]["kcap"]["results"]] == [5.0, 8.0]
+    assert [m["reason"] for m in figures["families_skipped"]] == ["no gradient here"]
     assert figures["precision_check_setup"]["per_task"] == 8 and figures["options"]["one_process"] is True
 
 
@@ -269,3 +320,55 @@ def test_roofline_counts_the_paper_network():
     assert round(machine.ceiling(work)) == 61  # DRAM-bound, as in section 2
     half = member_episode((784, 170, 130, 100, 70, 47), 250, 50, "compiled", weight_bytes=2, members_per_feedback=8)
     assert half.bytes < 0.55 * work.bytes
+
+
+def test_family_rows_alone_compare_with_the_paper_family_through_its_problem(monkeypatch, capsys):
+    """--only families measures no machine ceilings and prints no paper table; a family's rate is then shown as a
+    multiple of the paper family's N = 1 row through its Problem, when that family is timed too."""
+    from dataclasses import asdict
+
+    from evoplastic.bench import suite
+    from evoplastic.bench.family import FamilyCase, FamilyResult
+
+    def fake_stream(jobs):
+        (job,) = jobs  # a fresh process per family row
+        case = FamilyCase.from_dict(job["case"])
+        rate = {"paper": 10.0, "kcap": 5.0}[case.family] * case.members
+        yield {"kind": "family", "result": asdict(FamilyResult(case, 2, 1 / rate, 1 / rate, rate, rate, 0.5, 4.0,
+                                                               "peak RSS"))}
+
+    monkeypatch.setattr(suite, "stream_jobs", fake_stream)
+    monkeypatch.setattr(suite, "measure_machine", lambda device: pytest.fail("no ceilings without paper rows"))
+    argv = ["bench", "--only", "families", "--families", "paper,kcap", "--family-members", "1", "--no-family-autograd",
+            "--family-set", "kcap:kcap.n_unlabelled=20"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("evoplastic bench: family rows only (paper, kcap)") and "roofline" not in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if " no-grad " in line}
+    assert rows["paper"][2:7] == ["1", "10", "0.1", "1", "1"] and rows["kcap"][2:7] == ["1", "5", "0.2", "1", "0.5"]
+
+
+def test_a_family_row_that_fails_is_printed_and_the_suite_goes_on_to_exit_1(monkeypatch, capsys):
+    """A family whose row fails (e.g. its data is missing) prints the reason in its section; the other family's rows
+    still run, and the exit status says something failed."""
+    from dataclasses import asdict
+
+    from evoplastic.bench import suite
+    from evoplastic.bench.family import FamilyCase, FamilyResult
+
+    def fake_stream(jobs):
+        (job,) = jobs
+        case = FamilyCase.from_dict(job["case"])
+        if case.family == "spiking":
+            yield {"kind": "family-failed", "case": job["case"], "reason": "DataError: npz file /x.npz not found"}
+        else:
+            yield {"kind": "family", "result": asdict(FamilyResult(case, 2, 0.1, 0.1, 10.0, 10.0, 0.5))}
+
+    monkeypatch.setattr(suite, "stream_jobs", fake_stream)
+    argv = ["bench", "--only", "families", "--families", "spiking,kcap", "--family-members", "1",
+            "--no-family-autograd", "--family-set", "spiking:task.dataset=digits"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "spiking no-grad              1  FAILED: DataError: npz file /x.npz not found" in out
+    assert [line.split()[:3] for line in out.splitlines() if line.startswith("kcap no-grad")] == [
+        ["kcap", "no-grad", "1"]]

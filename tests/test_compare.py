@@ -155,7 +155,7 @@ def test_compare_kcap_leaves_out_runs_on_other_tasks_and_rejects_image_options(k
     assert "- skipped: other: its tasks or initial networks differ from pool's" in report
     assert "| untrained k-cap RNN |" not in report  # no --baselines
     assert main([str(kcap_runs[0]), "--eval-classes", "0-3", "--out", str(tmp_path / "r")]) == 2
-    assert "--eval-classes choose the paper family's image tasks" in capsys.readouterr().err
+    assert "--eval-classes: unknown evaluation setting(s) classes for the kcap family" in capsys.readouterr().err
 
 
 def test_runs_of_two_families_do_not_share_a_report(runs, kcap_runs, tmp_path, capsys):

@@ -6,6 +6,7 @@ evoplastic/: it is trained by ES through evoplastic.train, resumed, evaluated an
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -17,7 +18,14 @@ import torch
 
 import evoplastic as ep
 from evoplastic.config import ExperimentConfig
-from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule
+from evoplastic.core.evaluation import (
+    EvaluateSettings,
+    Evaluation,
+    Metric,
+    RuleToScore,
+    ScoredRule,
+    UnknownSettingError,
+)
 from evoplastic.core.family import ThetaSpace
 from evoplastic.seeding import make_generator
 
@@ -157,6 +165,40 @@ def test_a_family_registered_from_outside_trains_resumes_evaluates_and_compares(
 
     report = ep.compare([run, short.path], out=tmp_path / "report", eval_tasks=4, baselines=True)
     assert report.path.is_file() and "no learning" in report.text and "4 regression tasks" in report.text
+
+
+def test_the_evaluate_command_treats_an_outside_family_as_the_built_in_ones(tmp_path, capsys):
+    """Its rule text is read by its own parser, its table prints in the grouped form the built-in families get,
+    with its own description, and the command's task options reach its evaluate (which may refuse them)."""
+    from evoplastic.analysis.evaluate import main as evaluate_main
+
+    seen = []
+    from evoplastic.families import get_family
+
+    family = get_family("delta_rule_test")
+    original = family.evaluate
+
+    def spy(cfg, rules, settings):
+        seen.append(settings.options)
+        if "dataset" in settings.options:
+            raise UnknownSettingError("unknown evaluation setting(s) dataset for the delta_rule_test family")
+        return original(cfg, rules, settings)
+
+    family.evaluate = spy
+    try:
+        argv = ["delta:0.05,0.0", "--tasks", "3", "--k-shot", "4", "--json", str(tmp_path / "e.json")]
+        assert evaluate_main(argv) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("3 regression tasks") and "**all** (3 tasks)" in out and "| no learning |" in out
+        assert seen == [{"k_shot": 4}]
+        data = json.loads((tmp_path / "e.json").read_text())
+        assert data["family"] == "delta_rule_test" and [r["label"] for r in data["rows"]] == ["delta:0.05,0.0",
+                                                                                            "no learning"]
+        assert evaluate_main(["delta:0.05,0.0", "--dataset", "digits"]) == 2
+        assert "dataset for the delta_rule_test family" in capsys.readouterr().err
+    finally:
+        del family.evaluate
+    assert family.evaluate == original
 
 
 def test_keys_of_another_family_name_it():

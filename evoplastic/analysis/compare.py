@@ -26,9 +26,9 @@ import torch
 from evoplastic.analysis import evaluate
 from evoplastic.analysis.evaluate import Rule, RuleEvaluation
 from evoplastic.analysis.report import family_settings, sign_convention, smooth, training_curve, writing_output
-from evoplastic.analysis.tables import grouped_tables
+from evoplastic.analysis.tables import grouped_rows, grouped_tables
 from evoplastic.config import ExperimentConfig
-from evoplastic.core.evaluation import EvaluateSettings
+from evoplastic.core.evaluation import EvaluateSettings, RuleToScore, UnknownSettingError
 from evoplastic.families import get_family, theta_space
 from evoplastic.stats import mean_ci95_seeds
 
@@ -36,8 +36,8 @@ X_AXES = (("step", "step"), ("time/elapsed", "wall-clock seconds"), ("budget/epi
 """Metric key and axis label of each x axis of the learning curves."""
 MAX_PANELS = 12
 """θ trajectory panels at most: rules with more coordinates (MLP weights) show the largest final ones."""
-PAPER_ONLY_OPTIONS = ("eval_dataset", "eval_split", "eval_classes", "eval_n_way")
-"""Held-out options that choose image tasks: the paper family's evaluation only."""
+EVAL_TASK_OPTIONS = ("eval_dataset", "eval_split", "eval_classes", "eval_n_way")
+"""Held-out options that choose the tasks, handed to a family's evaluation without 'eval_' (it may refuse them)."""
 
 
 @dataclass
@@ -66,11 +66,6 @@ class RunRecord:
     def last(self, key: str, default: Any = float("nan")) -> Any:
         values = [r[key] for r in self.records if key in r]
         return values[-1] if values else default
-
-
-def has_own_evaluation(family: str) -> bool:
-    """Whether a family scores rules itself (``evaluate``, as k-cap does); the paper's go through analysis.evaluate."""
-    return callable(getattr(get_family(family), "evaluate_rows", None))
 
 
 def _final_theta(path: Path, final: dict[str, Any], records: list[dict[str, Any]]) -> tuple[float, ...]:
@@ -110,8 +105,7 @@ def load_runs(paths: list[str | Path]) -> list[RunRecord]:
         final = run.read_json("theta.json") if (path / "theta.json").is_file() else {}
         space = theta_space(cfg)
         theta = _final_theta(path, final, records)
-        rule = None if has_own_evaluation(cfg.family) else get_family(cfg.family).rule_from_run(path.name, cfg,
-                                                                                                  list(theta))
+        rule = get_family(cfg.family).rule_from_run(path.name, cfg, list(theta))
         if len(theta) != space.size:
             raise ValueError(f"{path}: θ has {len(theta)} values but its config searches {space.size} "
                              f"({', '.join(space.labels)})")
@@ -491,26 +485,35 @@ def _same_scores(a: list[tuple[str, dict[str, torch.Tensor]]], b: list[tuple[str
         for (_, scores_a), (_, scores_b) in zip(a, b))
 
 
+def family_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The --eval-* task options given, as EvaluateSettings.options (dataset, split, classes, n_way)."""
+    return {name.removeprefix("eval_"): getattr(args, name) for name in EVAL_TASK_OPTIONS
+            if getattr(args, name, None) is not None}
+
+
 def family_held_out(runs: list[RunRecord], args: argparse.Namespace) -> tuple[str, Any]:
-    """Every run's rule through its family's own evaluation, on the tasks of one seed, with its baselines.
+    """Every run's rule through its family's evaluation (Family.evaluate), on the tasks of one seed, with its
+    baselines, in a table per task group (e.g. k-cap's datasets).
 
     Each run is scored under its own config (the first run's dtype), baselines included; a run whose
     baseline rows differ from the first's saw other tasks or initial networks (other task settings)
     and is left out with a note, so that every row of the table is paired.
     """
     family = get_family(runs[0].family)
-    reference, rows, notes = None, [], []
+    settings = EvaluateSettings(args.eval_tasks, args.eval_seed, args.device, True, False, family_options(args))
+    reference, first, rows, notes = None, None, [], []
     for run in runs:
         cfg = replace(run.config, dtype=runs[0].config.dtype)
-        theta = torch.tensor(run.theta, dtype=torch.float64)
         try:
-            scored = family.evaluate_rows(cfg, [(run.label, theta)], args.eval_tasks, args.eval_seed,
-                                          baselines=True, device=args.device)
+            evaluation = family.evaluate(cfg, [RuleToScore(run.label, tuple(run.theta), cfg)], settings)
+            scored = grouped_rows(evaluation)
+        except UnknownSettingError:
+            raise
         except ValueError as err:
             notes.append(f"- skipped: {run.label}: {err}")
             continue
         if reference is None:
-            reference = scored
+            reference, first = scored, evaluation
         elif not (torch.equal(scored.groups, reference.groups) and _same_scores(scored.rows[1:], reference.rows[1:])):
             notes.append(f"- skipped: {run.label}: its tasks or initial networks differ from {rows[0][0]}'s (other "
                          f"task or network settings), so its scores would not be paired; compare it separately")
@@ -519,41 +522,30 @@ def family_held_out(runs: list[RunRecord], args: argparse.Namespace) -> tuple[st
     if reference is None:
         return "No run could be evaluated.\n\n" + "\n".join(notes), None
     evaluated = replace(reference, rows=rows + (reference.rows[1:] if args.baselines else []))
-    metrics = tuple(rows[0][1])
-    text = (f"{args.eval_tasks} fresh tasks (per dataset, for k-cap runs) of each run's family settings, "
-            f"seed={args.eval_seed}, through the "
-            f"{runs[0].family} family's evaluation; mean ± 95 % CI over tasks, every row on the same tasks and "
-            f"initial networks (Δ paired against the first row).\n\n" + grouped_tables(evaluated, metrics))
-    if "probe_accuracy" in metrics:
-        mean = {label: float(scores["probe_accuracy"].nanmean()) for label, scores in rows}
-        text += _seeds_section(runs, mean, "probe accuracy")
+    metrics, primary = tuple(m.name for m in first.metrics), first.primary
+    text = (f"Through the {runs[0].family} family's evaluation, each run under its own config: {first.description}. "
+            f"Every row on the same tasks and initial networks (Δ paired against the first row).\n\n"
+            + grouped_tables(evaluated, metrics))
+    if primary.percent:
+        mean = {label: float(scores[primary.name].nanmean()) for label, scores in rows}
+        text += _seeds_section(runs, mean, primary.name.replace("_", " "))
     return text + ("\n\n" + "\n".join(notes) if notes else ""), evaluated
 
 
 def held_out_section(runs: list[RunRecord], args: argparse.Namespace) -> str:
-    """The held-out table: grouped by the family's task groups when it offers them (evaluate_rows), the image-task
-    table for rules that know their rule space (the paper family's), else the family's own Evaluation."""
-    if has_own_evaluation(runs[0].family):
-        return family_held_out(runs, args)[0]
+    """The held-out table: the image-task table for rules that know their rule space (the paper family's), else
+    the family's evaluation in a table per task group; a family that does not take an --eval-* option says so."""
     if all(hasattr(run.rule, "space") for run in runs):
         return held_out_evaluation(runs, args)[0]
-    family = get_family(runs[0].family)
-    settings = EvaluateSettings(args.eval_tasks, args.eval_seed, args.device, args.baselines, not args.no_progress)
-    evaluation = family.evaluate(runs[0].config, [run.rule for run in runs], settings)
-    return "```\n" + evaluation.to_text() + "\n```"
-
-
-def check_options(runs: list[RunRecord], args: argparse.Namespace) -> None:
-    """Options that choose the paper's image tasks mean nothing to a family with its own evaluation."""
-    given = [f"--{name.replace('_', '-')}" for name in PAPER_ONLY_OPTIONS if getattr(args, name, None) is not None]
-    if given and has_own_evaluation(runs[0].family):
-        raise ValueError(f"{', '.join(given)} choose the paper family's image tasks; {runs[0].family} runs are "
-                         f"evaluated on their own family's tasks (drop {'them' if len(given) > 1 else 'it'})")
+    try:
+        return family_held_out(runs, args)[0]
+    except UnknownSettingError as err:
+        given = ", ".join(f"--eval-{name.replace('_', '-')}" for name in family_options(args))
+        raise ValueError(f"{given}: {err} (drop the option)") from None
 
 
 def write_report(runs: list[RunRecord], out: Path, args: argparse.Namespace) -> Path:
     """report.md and its PNGs in ``out``; returns report.md's path. Bad inputs fail before anything is written."""
-    check_options(runs, args)
     held_out = None
     if args.eval_tasks > 0:
         held_out = held_out_section(runs, args)

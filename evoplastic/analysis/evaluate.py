@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from evoplastic.analysis.rule import parse_rule, run_theta
-from evoplastic.analysis.tables import grouped_tables, rows_to_json
+from evoplastic.analysis.tables import grouped_rows, grouped_tables, rows_to_json
 from evoplastic.config import DEFAULT_FAMILY, FAMILIES, ConfigError, ExperimentConfig, override_config
 from evoplastic.core.evaluation import EvaluateSettings, RuleToScore
 from evoplastic.families import get_family
+from evoplastic.families.paper.config import SCHEMA as PAPER_SCHEMA
 from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
 from evoplastic.families.paper.evaluation import RuleEvaluation, evaluate_rules  # noqa: F401 — re-exported
@@ -44,6 +45,14 @@ from evoplastic.families.paper.rulespec import (  # noqa: F401 — re-exported: 
 from evoplastic.families.paper.transforms import transformed
 from evoplastic.run.rundir import RunDir
 
+IMAGE_TASK_FAMILY = PAPER_SCHEMA.name
+"""The family whose image-task evaluation (one RULE, fa/bp baselines, --stream, --transform, its own table and
+JSON) this module runs itself; every other family's rules go through Family.evaluate."""
+FAMILY_OPTIONS = ("dataset", "split", "classes", "relabel", "n_way", "k_shot", "n_query", "transform", "fa_theta",
+                  "bp_theta", "controls", "autoencoders")
+"""Options handed to Family.evaluate as EvaluateSettings.options when given; a family names those it does not take."""
+STREAM_OPTIONS = ("stream", "plot")
+"""Options of the paper's Fig. 1 stream protocol, which Family.evaluate has no form for."""
 TABLE_COEFFICIENTS = 10
 """Coefficients a table row prints in full; larger rules print their count and largest entries (all: --json)."""
 
@@ -136,17 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--transform", metavar="NAME:LEVEL",
                        help="score on a changed input statistic: erode:N or dilate:N (N 3×3 steps: thinner or "
                             "thicker strokes), contrast:C (pixels × C, clipped), invert")
-    paper.add_argument("--fa-theta", type=float, default=BASELINE_THETA["fa"], help="θ_0 of the fa baseline (0.012)")
-    paper.add_argument("--bp-theta", type=float, default=BASELINE_THETA["bp"], help="θ_0 of the bp baseline (0.014)")
+    paper.add_argument("--fa-theta", type=float, help=f"θ_0 of the fa baseline ({BASELINE_THETA['fa']})")
+    paper.add_argument("--bp-theta", type=float, help=f"θ_0 of the bp baseline ({BASELINE_THETA['bp']})")
     paper.add_argument("--stream", type=int, metavar="N", help="Fig. 1 protocol: one online stream of N samples")
     paper.add_argument("--every", type=int, default=250, help="--stream: test every this many samples (250)")
     paper.add_argument("--test-size", type=int, default=1000, help="--stream: held-out test images (1000)")
     paper.add_argument("--repeats", type=int, default=1, help="--stream: independent streams and initial weights (1)")
     paper.add_argument("--plot", type=Path, metavar="PATH", help="--stream: write the accuracy curve as PNG")
     kcap = p.add_argument_group("k-cap family (its settings, e.g. labels per class, go through --set kcap.KEY=VALUE)")
-    kcap.add_argument("--controls", action="store_true",
+    kcap.add_argument("--controls", action="store_true", default=None,
                       help="also score the untuned start rule (hebb 0.01) and θ = 0 on the same tasks")
-    kcap.add_argument("--autoencoders", action="store_true",
+    kcap.add_argument("--autoencoders", action="store_true", default=None,
                       help="also train the backprop RNN and MLP autoencoders on every task (about 4 minutes for "
                            "100 tasks on 2 CPU cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -154,24 +163,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _family_of(text: str) -> str:
-    """The family of a RULE: a run directory's (or that of the run a theta.json sits in), else the first
-    family whose rule text it is (e.g. kcap:hebb=0.01), else the default family."""
+    """The family of a RULE: a run directory's (or that of the run a theta.json sits in), a theta.json's own
+    'family', else the family whose rule text it is (e.g. kcap:hebb=0.01 or bio:0.013,-0.054,-0.0065); text no
+    family claims and a theta.json without 'family' are read as a config without one is, by the default family
+    (whose parser then names what is wrong)."""
     path = Path(text).expanduser()
     run = path if path.is_dir() else path.parent
     if (run / "config.yaml").is_file():
         return RunDir.open(run).config().family
-    if not path.exists():
-        for name in FAMILIES.names():
-            if name != DEFAULT_FAMILY and get_family(name).parse_rule(text) is not None:
-                return name
+    if path.is_file():
+        return json.loads(path.read_text()).get("family", DEFAULT_FAMILY)
+    if path.exists():
+        raise FileNotFoundError(f"{path} is a directory without config.yaml; give a run directory or theta.json")
+    for name in FAMILIES.names():
+        if _claims(name, text):
+            return name
     return DEFAULT_FAMILY
+
+
+def _claims(family: str, text: str) -> bool:
+    """Whether text is in the family's rule syntax: its parser reads it, or refuses it with a reason (which may
+    go away with --set overrides, e.g. more coefficients for feedback terms)."""
+    try:
+        return get_family(family).parse_rule(text) is not None
+    except ValueError:
+        return True
 
 
 def _family_rule(text: str, overrides: list[str]) -> tuple[str, ExperimentConfig, torch.Tensor]:
     """(label, config with overrides, θ) of a run directory, a theta.json or a rule text of a non-paper family."""
     path = Path(text).expanduser()
     if not path.exists():
-        parsed = get_family(_family_of(text)).parse_rule(text)
+        family = _family_of(text)
+        parsed = get_family(family).parse_rule(text)
+        if parsed is None:
+            raise ValueError(f"RULE {text!r} is not a run directory, a theta.json file or rule text of the {family} "
+                             f"family")
         try:
             cfg = override_config(parsed.config, overrides)
         except ConfigError as err:
@@ -197,30 +224,28 @@ def _run_family(args: argparse.Namespace, family_name: str) -> int:
         label, _, theta = rules[0]
         names = get_family(family_name).theta_space(cfg).labels
         rules += [(f"without {name}", cfg, theta.index_fill(0, torch.tensor([i]), 0.0)) for i, name in enumerate(names)]
-    grouped = getattr(family, "evaluate_rows", None)  # per-group tables (k-cap: one per dataset), when offered
-    if grouped is None:
-        settings = EvaluateSettings(args.tasks, args.seed, args.device, args.baselines, not args.no_progress)
-        to_score = [RuleToScore(label, tuple(theta.tolist()), own) for label, own, theta in rules]
-        evaluation = family.evaluate(cfg, to_score, settings)
-        print(evaluation.to_text())
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"mode": "family", "family": family_name, **evaluation.to_json()}))
-        return 0
-    evaluated = grouped(cfg, [(label, theta, own) for label, own, theta in rules], args.tasks, args.seed,
-                        args.baselines, args.autoencoders, args.device, args.controls)
-    print(f"{args.tasks} fresh tasks, seed={args.seed}; mean ± 95 % CI over tasks; rows on identical tasks\n")
-    print(grouped_tables(evaluated, tuple(m.name for m in family.metrics)))
+    given = [f"--{name}" for name in STREAM_OPTIONS if getattr(args, name) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: the one-stream protocol (Fig. 1) is the {IMAGE_TASK_FAMILY} family's; "
+                         f"{family_name} rules are scored on tasks (drop {' and '.join(given)})")
+    options = {name: getattr(args, name) for name in FAMILY_OPTIONS if getattr(args, name) is not None}
+    settings = EvaluateSettings(args.tasks, args.seed, args.device, args.baselines, not args.no_progress, options)
+    to_score = [RuleToScore(label, tuple(theta.tolist()), own) for label, own, theta in rules]
+    evaluation = family.evaluate(cfg, to_score, settings)
+    grouped = grouped_rows(evaluation)
+    print(f"{evaluation.description}\n")
+    print(grouped_tables(grouped, tuple(m.name for m in evaluation.metrics)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"mode": "family", "family": family_name, "tasks": args.tasks,
-                                         "seed": args.seed, "overrides": args.set, **rows_to_json(evaluated)}))
+                                         "seed": args.seed, "overrides": args.set, "options": options,
+                                         "description": evaluation.description, **rows_to_json(grouped)}))
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     family_name = _family_of(args.rule[0])
-    if family_name != DEFAULT_FAMILY:  # the options below (streams, held-out classes, fa/bp) are the paper's
+    if family_name != IMAGE_TASK_FAMILY:
         return _run_family(args, family_name)
     # the image-task evaluation below (fa/bp baselines, held-out classes, streams) is the paper family's
     if len(args.rule) > 1:
@@ -228,7 +253,8 @@ def _run(args: argparse.Namespace) -> int:
     args.rule = args.rule[0]
     rule = parse_rule(args.rule, args.set)
     rules = [rule] + (ablated_rules(rule) if args.ablate else [])
-    rules += baseline_rules(rule, args.fa_theta, args.bp_theta) if args.baselines else []
+    fa, bp = (BASELINE_THETA[k] if v is None else v for k, v in (("fa", args.fa_theta), ("bp", args.bp_theta)))
+    rules += baseline_rules(rule, fa, bp) if args.baselines else []
     dataset = load_eval_dataset(rule, args.dataset, args.split)
     if args.transform:
         dataset = transformed(dataset, args.transform)

@@ -6,10 +6,13 @@ knows nothing about any family; the first row is the reference for paired differ
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from evoplastic.core.evaluation import Evaluation
 from evoplastic.stats import mean_ci95, paired_difference
 
 PERCENT = {"probe_accuracy", "probe_error", "accuracy"}
@@ -45,6 +48,26 @@ def markdown_table(rows: list[tuple[str, dict[str, torch.Tensor]]], metrics: tup
             diff = f"{scale * mean:+.2f} ± {scale * ci:.2f}"
         lines.append("| " + " | ".join([label, *cells, diff]) + " |")
     return "\n".join(lines)
+
+
+@dataclass
+class GroupedRows:
+    """Rows (label, {metric: (T,) float64}) with each task's group, as the grouped tables take them."""
+
+    rows: list[tuple[str, dict[str, torch.Tensor]]]
+    groups: torch.Tensor
+    group_names: tuple[str, ...]
+
+
+def grouped_rows(evaluation: Evaluation, fallback_group: str = "all") -> GroupedRows:
+    """An Evaluation's rows as tensors per metric and its tasks' groups (one group, fallback_group, if it has none)."""
+    rows = [(row.label, {name: torch.as_tensor(np.asarray(values, dtype=float)) for name, values in
+                         row.per_task.items()}) for row in evaluation.rows]
+    n_tasks = len(evaluation.rows[0].per_task[evaluation.primary.name]) if evaluation.rows else 0
+    if evaluation.groups is None:
+        return GroupedRows(rows, torch.zeros(n_tasks, dtype=torch.long), (fallback_group,))
+    return GroupedRows(rows, torch.as_tensor(np.asarray(evaluation.groups), dtype=torch.long),
+                       tuple(evaluation.group_names))
 
 
 def grouped_tables(evaluated: Any, metrics: tuple[str, ...]) -> str:

@@ -5,10 +5,12 @@ N = 1) and one autograd (Adam) episode first, since every later rate is shown as
 both (ratios compare on any machine); then the batched eager loop, the compiled loop, on CUDA
 the compiled loop replayed from CUDA graphs, and the reduced precisions, each also as a fraction
 of this machine's roofline, measured at the start (evoplastic.bench.roofline). Then the accuracy
-each reduced precision costs against float32 on the same tasks, the k-cap family's batched
-no-grad episode at a few N (evoplastic.bench.family), and the ``evoplastic bench mpi`` scaling.
+each reduced precision costs against float32 on the same tasks, then every other registered family
+(``--families``) through its Problem (evoplastic.bench.family): its batched no-grad episode at a few N
+with member-episodes/s and MiB per member, and one autograd (Adam) episode's time and peak memory;
+last the ``evoplastic bench mpi`` scaling. ``--only families`` runs the family rows alone.
 
-Processes: on CPU every paper row runs in a fresh process, so that its peak RSS is its own; on
+Processes: on CPU every paper and family row runs in a fresh process, so that its peak RSS is its own; on
 CUDA all rows run in one process (``--one-process``), so each (shape, precision) is compiled and
 captured once and shared by the rows and the precision check (the allocator's peak is reset per
 row). Inductor's on-disk cache is shared by all processes. On CUDA the default is a short set
@@ -20,22 +22,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from evoplastic.bench import inner as bench
-from evoplastic.bench.family import FamilyCase, FamilyResult, describe_kcap_workload, family_config, kcap_workload
+from evoplastic.bench.family import (
+    CannotTime,
+    FamilyCase,
+    FamilyResult,
+    describe_workload,
+    family_config,
+    family_members,
+)
 from evoplastic.bench.family import measure_family as measure_family_case
 from evoplastic.bench.inner import Case, Result
 from evoplastic.bench.roofline import Machine, measure_machine, member_episode
+from evoplastic.config import FAMILIES
+from evoplastic.families.paper.config import SCHEMA as PAPER_SCHEMA
 from evoplastic.families.paper.config import NetworkConfig, TaskConfig
 from evoplastic.families.paper.fused import COMPILED_CHUNK, CPP_CHUNK, CPU_KERNEL, FusedOptions
 from evoplastic.families.paper.inner import run_episode
@@ -51,8 +63,8 @@ FULL_PRECISIONS = {"cpu": "bfloat16,float16", "cuda": "tf32,bfloat16,float16"}
 """Reduced precisions timed and checked by default on CPU, and on CUDA with --full."""
 CUDA_QUICK_PRECISIONS = "float16"
 """The one reduced precision of the default CUDA set (16-bit weights, 10-bit mantissa)."""
-KCAP_CPU_MEMBERS, KCAP_CUDA_MEMBERS = (1, 16, 64), (1, 512, 8192)
-"""Members N of the k-cap rows (one task, the family's default config)."""
+OWN_FAMILY = PAPER_SCHEMA.name
+"""The family whose inner loop the suite's own rows time; --families leaves it out unless named."""
 CHECK_PAIRS = 16384
 """Most (θ, task) pairs of the CUDA precision check (it runs the timed rows' chunk of N members per task)."""
 RESULT = "@evoplastic-bench "
@@ -73,7 +85,7 @@ class AccuracyCheck:
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill the defaults that depend on the device and --full: members, precisions, processes, MPI, k-cap N."""
+    """Fill the defaults that depend on the device and --full: members, precisions, processes, MPI, families."""
     device = "cuda" if args.device.startswith("cuda") else "cpu"
     args.members = tuple(args.members or (CUDA_MEMBERS if device == "cuda" else CPU_MEMBERS))
     if args.precisions is None:
@@ -82,8 +94,22 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.precisions = [v for v in args.precisions.replace(",", " ").split()]
     args.one_process = device == "cuda" if args.one_process is None else args.one_process
     args.mpi = (args.full or device == "cpu") if args.mpi is None else args.mpi
-    args.kcap_members = tuple(args.kcap_members or (KCAP_CUDA_MEMBERS if device == "cuda" else KCAP_CPU_MEMBERS))
+    args.paper_rows = args.only != "families"
+    args.mpi = args.mpi and args.paper_rows
+    args.families = () if args.only == "paper" else resolve_families(args.families)
     return args
+
+
+def resolve_families(text: str | None) -> tuple[str, ...]:
+    """--families as names: default every registered family but the suite's own; 'none' for no family rows."""
+    if text is None:
+        return tuple(name for name in FAMILIES.names() if name != OWN_FAMILY)
+    names = tuple(dict.fromkeys(v for v in text.replace(",", " ").split() if v != "none"))
+    unknown = [name for name in names if name not in FAMILIES.names()]
+    if unknown:
+        raise ValueError(f"--families: unknown family {', '.join(map(repr, unknown))}; registered: "
+                         f"{', '.join(FAMILIES.names())} (or 'none')")
+    return names
 
 
 def suite_cases(args: argparse.Namespace) -> list[Case]:
@@ -118,23 +144,36 @@ def check_spec(args: argparse.Namespace, k_shot: int) -> dict:
             "per_task": per_task, "precisions": args.precisions, "threads": args.threads, "dataset": args.dataset}
 
 
-def kcap_cases(args: argparse.Namespace) -> list[FamilyCase]:
-    """The k-cap family's default config at each of --kcap-members (none with --no-kcap)."""
-    return [FamilyCase("kcap", n, args.device, args.min_seconds, args.threads) for n in args.kcap_members] \
-        if args.kcap else []
+def family_overrides(args: argparse.Namespace, family: str) -> tuple[str, ...]:
+    """The KEY=VALUE overrides of --family-set FAMILY:KEY=VALUE that name this family."""
+    return tuple(text.partition(":")[2] for text in args.family_set if text.partition(":")[0] == family)
+
+
+def family_cases(args: argparse.Namespace) -> list[FamilyCase]:
+    """Per family of --families: its no-grad rows at each N (--family-members, else its own), then with
+    --family-autograd one autograd episode at N = 1. Memory is measured where it is honest: on CUDA, or in
+    a fresh CPU process (not with --one-process on CPU)."""
+    memory = args.device.startswith("cuda") or not args.one_process
+    cases = []
+    for family in args.families:
+        base = FamilyCase(family, 1, args.device, args.min_seconds, args.threads, family_overrides(args, family),
+                          memory=memory)
+        cases += [replace(base, members=n) for n in args.family_members or family_members(family, args.device)]
+        cases += [replace(base, autograd=True)] if args.family_autograd else []
+    return cases
 
 
 def plan_jobs(args: argparse.Namespace) -> list[list[dict]]:
     """Jobs in the order their results print, grouped by the child process that runs them: one group
-    with --one-process, else one per paper row, one for the precision check and one for the k-cap rows."""
-    cases = suite_cases(args)
+    with --one-process, else one per paper row, one for the precision check and one per family row."""
+    cases = suite_cases(args) if args.paper_rows else []
     rows = [{"kind": "case", "case": asdict(c)} for c in cases]
     check = [{"kind": "precision", "spec": check_spec(args, cases[0].k_shot)}] \
-        if args.check_tasks and args.precisions else []
-    kcap = [{"kind": "family", "case": asdict(c)} for c in kcap_cases(args)]
+        if cases and args.check_tasks and args.precisions else []
+    families = [{"kind": "family", "case": asdict(c)} for c in family_cases(args)]
     if args.one_process:
-        return [rows + check + kcap]
-    return [[row] for row in rows] + [group for group in (check, kcap) if group]
+        return [rows + check + families] if rows + check + families else []
+    return [[row] for row in rows] + ([check] if check else []) + [[job] for job in families]
 
 
 def roofline_percent(result: Result, machine: Machine, n_query: int) -> float:
@@ -171,12 +210,18 @@ def check_precisions(spec: dict) -> list[dict]:
 
 
 def run_job(job: dict) -> dict:
-    """Child side: one paper row, the precision check or one family row, as a JSON-able message."""
+    """Child side: one paper row, the precision check or one family row, as a JSON-able message (a family
+    case its family cannot run, e.g. an autograd episode without a gradient, comes back as 'family-skipped')."""
     if job["kind"] == "case":
         return {"kind": "case", "result": asdict(bench.measure(Case.from_dict(job["case"])))}
     if job["kind"] == "precision":
         return {"kind": "precision", "spec": job["spec"], "checks": check_precisions(job["spec"])}
-    return {"kind": "family", "result": asdict(measure_family_case(FamilyCase.from_dict(job["case"])))}
+    try:
+        return {"kind": "family", "result": asdict(measure_family_case(FamilyCase.from_dict(job["case"])))}
+    except CannotTime as err:
+        return {"kind": "family-skipped", "case": job["case"], "reason": str(err)}
+    except Exception as err:  # noqa: BLE001 — one family's failure is reported and the suite goes on
+        return {"kind": "family-failed", "case": job["case"], "reason": f"{type(err).__name__}: {err}"}
 
 
 def child_env() -> dict[str, str]:
@@ -226,18 +271,26 @@ def run_mpi(args: argparse.Namespace) -> dict | None:
 class Report:
     """Prints the suite as results arrive and keeps every figure for --json and --plot."""
 
-    def __init__(self, args: argparse.Namespace, machine: Machine):
+    def __init__(self, args: argparse.Namespace, machine: Machine | None):
         self.args, self.machine = args, machine
         self.n_query = bench.N_WAY * TaskConfig().n_query
         self.results: list[Result] = []
         self.checks: list[dict] = []
         self.check_setup: dict = {}
-        self.kcap: list[FamilyResult] = []
+        self.families: dict[str, list[FamilyResult]] = {}
+        self.workloads: dict[str, str] = {}
+        self.skipped: list[dict] = []
         self.printed = 0
 
-    def header(self, first: Case) -> None:
-        """Workload, hardware, measured ceilings, then the paper table's column names."""
+    def header(self, first: Case | None) -> None:
+        """Workload, hardware, measured ceilings, then the paper table's column names (only the hardware
+        when no paper row runs)."""
         args, hw = self.args, bench.hardware(self.args.device, self.args.threads)
+        if first is None:
+            print(f"evoplastic bench: family rows only ({', '.join(args.families) or 'none'})")
+            print(f"hardware: CPU {hw['cpu']}, {hw['cores']} cores | torch {hw['torch']}, threads={hw['threads']} | "
+                  f"CUDA {hw['cuda'] or 'none'} | device {args.device}", flush=True)
+            return
         steps = first.k_shot * bench.N_WAY
         eager = member_episode(first.dims, steps, self.n_query, "eager")
         print(f"evoplastic bench: rule {args.rule} ({len(resolve_terms(args.rule))} terms), dims "
@@ -283,8 +336,10 @@ class Report:
         elif message["kind"] == "precision":
             self.checks, self.check_setup = message["checks"], message["spec"]
             self.print_checks(message["spec"])
-        else:
+        elif message["kind"] == "family":
             self.add_family(FamilyResult.from_dict(message["result"]))
+        else:
+            self.skip_family(message)
 
     def print_checks(self, spec: dict) -> None:
         c = self.checks
@@ -294,19 +349,58 @@ class Report:
             print(f"  {c['precision']:9} accuracy {c['accuracy']:.4f}  loss {c['loss']:.4f}  Δ vs float32 "
                   f"{100 * c['mean_delta']:+.2f} points (max |Δ| of a pair {100 * c['max_abs_delta']:.1f})", flush=True)
 
+    @property
+    def paper_reference(self) -> float | None:
+        """Rate of the paper's per-member loop: its own row, else (--only families) the paper family's N = 1
+        no-grad row through its Problem when that was timed first."""
+        if self.per_member:
+            return self.per_member.rate_best
+        own = [r for r in self.families.get(OWN_FAMILY, []) if r.case.members == 1 and not r.case.autograd]
+        return own[0].rate_best if own else None
+
+    def family_header(self, case: FamilyCase) -> None:
+        """The family's section: what a member-episode is, then the column names (once per family)."""
+        if case.family in self.families:
+            return
+        self.families[case.family] = []
+        self.workloads[case.family] = describe_workload(family_config(case))
+        memory = "CUDA allocator's peak" if case.device.startswith("cuda") else "peak RSS of a fresh process"
+        print(f"\n{case.family} family through its Problem: {self.workloads[case.family]}; one task shared by "
+              f"the N members")
+        print(f"no-grad: one ES generation of N members; autograd: one Adam step (θ requiring grad, backward of the "
+              f"meta-loss); episode MiB: the first call's {memory} above what the process held before it; "
+              f"MiB/member: its slope against the family's smallest N; x paper per-member: against the paper's "
+              f"per-member loop (with --only families, the {OWN_FAMILY} family's N = 1 row when it is timed)")
+        print(f"{'path':24}{'N':>6}{'member-ep/s':>13}{'s/call':>11}{'x its N=1':>11}{'x paper per-member':>20}"
+              f"{'episode MiB':>13}{'MiB/member':>12}{'accuracy':>10}", flush=True)
+
     def add_family(self, r: FamilyResult) -> None:
-        if not self.kcap:
-            work = kcap_workload(family_config(r.case))
-            print(f"\nk-cap family: batched no-grad episode through its Problem (the ES path), "
-                  f"{describe_kcap_workload(work)}")
-            print(f"{'path':24}{'N':>6}{'member-ep/s':>13}{'median/s':>10}{'x k-cap N=1':>13}"
-                  f"{'x paper per-member':>20}{'probe acc.':>12}")
-        self.kcap.append(r)
-        single = next((k for k in self.kcap if k.case.members == 1), None)
-        own = f"{r.rate_best / single.rate_best:>13.2f}" if single else f"{'—':>13}"
-        paper = f"{r.rate_best / self.per_member.rate_best:>20.2f}" if self.per_member else f"{'—':>20}"
-        print(f"{'k-cap no-grad':24}{r.case.members:>6}{r.rate_best:>13.2f}{r.rate_median:>10.2f}{own}{paper}"
-              f"{r.accuracy:>12.3f}", flush=True)
+        """Print a family row: rate against the family's N = 1 no-grad row and the paper's per-member loop."""
+        self.family_header(r.case)
+        rows = self.families[r.case.family]
+        rows.append(r)
+        grad_free = [k for k in rows if not k.case.autograd]
+        single = next((k for k in grad_free if k.case.members == 1), None)
+        smallest = min(grad_free, key=lambda k: k.case.members, default=None)
+        own = f"{r.rate_best / single.rate_best:>11.3g}" if single else f"{'—':>11}"
+        paper = f"{r.rate_best / self.paper_reference:>20.3g}" if self.paper_reference else f"{'—':>20}"
+        slope = (r.episode_mib - smallest.episode_mib) / (r.case.members - smallest.case.members) \
+            if smallest and not r.case.autograd and r.case.members > smallest.case.members else math.nan
+        mib = lambda v, width: f"{v:>{width}.2f}" if math.isfinite(v) else f"{'—':>{width}}"
+        grad = "" if r.grad_finite is None else ("  (gradient finite)" if r.grad_finite else "  (gradient NOT finite)")
+        print(f"{r.case.family + ' ' + r.case.label:24}{r.case.members:>6}{r.rate_best:>13.3g}{r.seconds_best:>11.3g}"
+              f"{own}{paper}{mib(r.episode_mib, 13)}{mib(slope, 12)}{r.accuracy:>10.3f}{grad}", flush=True)
+
+    def skip_family(self, message: dict) -> None:
+        """A family case that could not run: its reason, in the family's section."""
+        case = FamilyCase.from_dict(message["case"])
+        self.skipped.append(message)
+        try:
+            self.family_header(case)
+        except Exception as err:  # noqa: BLE001 — the config itself may be what failed
+            print(f"\n{case.family} family: {type(err).__name__}: {err}")
+        word = "skipped" if message["kind"] == "family-skipped" else "FAILED"
+        print(f"{case.family + ' ' + case.label:24}{case.members:>6}  {word}: {message['reason']}", flush=True)
 
     def print_mpi(self, mpi: dict) -> None:
         base = {row["device"]: row for row in mpi["best"] if row["ranks"] == 1}
@@ -318,13 +412,15 @@ class Report:
 
     def figures(self, mpi: dict | None, seconds: float) -> dict:
         """Everything measured, for --json."""
-        kcap = {"workload": kcap_workload(family_config(self.kcap[0].case)),
-                "results": [asdict(r) for r in self.kcap]} if self.kcap else None
+        families = {name: {"workload": self.workloads[name], "results": [asdict(r) for r in rows]}
+                    for name, rows in self.families.items()}
         options = {k: getattr(self.args, k) for k in ("device", "full", "one_process", "members", "precisions",
-                                                       "kcap_members", "min_seconds", "threads")}
-        return {"machine": asdict(self.machine), "options": options, "results": [asdict(r) for r in self.results],
-                "precision_check": self.checks, "precision_check_setup": self.check_setup, "kcap": kcap, "mpi": mpi,
-                "wall_seconds": seconds}
+                                                       "only", "families", "family_members", "family_set",
+                                                       "family_autograd", "min_seconds", "threads")}
+        return {"machine": asdict(self.machine) if self.machine else None, "options": options,
+                "results": [asdict(r) for r in self.results], "precision_check": self.checks,
+                "precision_check_setup": self.check_setup, "families": families,
+                "families_skipped": self.skipped, "mpi": mpi, "wall_seconds": seconds}
 
 
 def plot_rates(results: list[Result], machine: Machine, out: Path) -> Path:
@@ -383,11 +479,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--one-process", action=argparse.BooleanOptionalAction, default=None,
                    help="run all rows in one child process: each shape compiles once (default on CUDA; on CPU "
                         "each row gets a fresh process, since its peak RSS cannot be reset downwards)")
-    p.add_argument("--kcap", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time the k-cap family's batched no-grad episode (default on)")
-    p.add_argument("--kcap-members", type=ints, default=None,
-                   help=f"members N of the k-cap rows (default {','.join(map(str, KCAP_CPU_MEMBERS))} on CPU, "
-                        f"{','.join(map(str, KCAP_CUDA_MEMBERS))} on CUDA)")
+    p.add_argument("--only", choices=("paper", "families"), default=None,
+                   help="paper: the paper network's rows, precision check and MPI only; families: the family rows "
+                        "only (default both)")
+    p.add_argument("--families", default=None, metavar="NAMES",
+                   help=f"families timed through their Problem, e.g. kcap,spiking (default: every registered family "
+                        f"but {OWN_FAMILY}, whose rows come first; name {OWN_FAMILY} to time it the same way; none: "
+                        f"no family rows)")
+    p.add_argument("--family-members", type=ints, default=None,
+                   help="members N of every family's no-grad rows (default: the N its family names for the "
+                        "device, else 1,8 on CPU and 1,256 on CUDA)")
+    p.add_argument("--family-set", action="append", default=[], metavar="FAMILY:KEY=VALUE",
+                   help="change a family's default config, e.g. spiking:task.dataset=digits (repeatable)")
+    p.add_argument("--family-autograd", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time one autograd (Adam) episode at N = 1 per family that has a gradient (default on)")
     p.add_argument("--mpi", action=argparse.BooleanOptionalAction, default=None,
                    help="also run bench mpi (default on CPU, and on CUDA with --full)")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this JSON file")
@@ -395,11 +500,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda given but torch sees no CUDA device")
-    args = resolve(args)
+    try:
+        args = resolve(args)
+    except ValueError as err:
+        p.error(str(err))
+    for text in args.family_set:
+        if ":" not in text or "=" not in text.partition(":")[2]:
+            p.error(f"--family-set {text!r}: write FAMILY:KEY=VALUE, e.g. spiking:task.dataset=digits")
     for name in args.precisions:
         if name not in REDUCED:
             p.error(f"unknown precision {name!r}; choose from {', '.join(REDUCED)}")
-    for key, values in (("--members", args.members), ("--kcap-members", args.kcap_members)):
+    for key, values in (("--members", args.members), ("--family-members", args.family_members or (1,))):
         if not values or min(values) < 1:
             p.error(f"{key} takes member counts ≥ 1, got {','.join(map(str, values))}")
     try:
@@ -412,7 +523,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run_suite(args: argparse.Namespace, report: Report) -> None:
     """Every planned job, each child's results handed to report as they arrive."""
     groups = plan_jobs(args)
-    report.header(Case.from_dict(groups[0][0]["case"]))
+    report.header(Case.from_dict(groups[0][0]["case"]) if args.paper_rows else None)
     for jobs in groups:
         for message in stream_jobs(jobs):
             report.add(message)
@@ -429,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv[1:] if argv[:1] == ["all"] else argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    report = Report(args, measure_machine(torch.device(args.device)))
+    report = Report(args, measure_machine(torch.device(args.device)) if args.paper_rows else None)
     try:
         run_suite(args, report)
     except RuntimeError as err:
@@ -440,11 +551,11 @@ def main(argv: list[str] | None = None) -> int:
         report.print_mpi(mpi)
     seconds = time.perf_counter() - start
     print(f"\nbench: {seconds:.0f} s in all")
-    if args.plot:
+    if args.plot and report.results:
         print(f"plot: {plot_rates(report.results, report.machine, args.plot)}")
     if args.json:
         args.json.write_text(json.dumps(report.figures(mpi, seconds), indent=2))
-    return 0
+    return 1 if any(m["kind"] == "family-failed" for m in report.skipped) else 0
 
 
 if __name__ == "__main__":

@@ -47,6 +47,18 @@ class RuleToScore:
     config: Any
 
 
+class UnknownSettingError(ValueError):
+    """EvaluateSettings.options named a setting the family's evaluation does not take."""
+
+
+def check_options(options: dict[str, Any], known: tuple[str, ...] | set[str], family: str) -> None:
+    """An UnknownSettingError naming the options a family does not take and those it does."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UnknownSettingError(f"unknown evaluation setting(s) {', '.join(unknown)} for the {family} family; "
+                                  f"known: {', '.join(sorted(known)) or 'none'}")
+
+
 @dataclass(frozen=True)
 class EvaluateSettings:
     """How many fresh tasks and which seed (same seed ⇒ same tasks and initial weights), plus family options."""
@@ -79,6 +91,10 @@ class Evaluation:
     metrics: tuple[Metric, ...]
     rows: list[ScoredRule]
     description: str = ""
+    groups: np.ndarray | None = None
+    """(T,) index into group_names of each task's sub-population (e.g. its dataset); None: one group."""
+    group_names: tuple[str, ...] = ()
+    """Names of the groups, for per-group tables (e.g. the datasets of k-cap's tasks)."""
 
     @property
     def per_task(self) -> dict[str, dict[str, np.ndarray]]:
@@ -136,7 +152,9 @@ class Evaluation:
     def to_json(self) -> dict[str, Any]:
         return {"description": self.description, "metrics": [m.name for m in self.metrics],
                 "rows": [{"label": r.label, "theta": list(r.theta), "group": r.group,
-                          "per_task": {k: np.asarray(v).tolist() for k, v in r.per_task.items()}} for r in self.rows]}
+                          "per_task": {k: np.asarray(v).tolist() for k, v in r.per_task.items()}} for r in self.rows],
+                "groups": None if self.groups is None else np.asarray(self.groups).tolist(),
+                "group_names": list(self.group_names)}
 
 
 def _finite(values: Any) -> np.ndarray:

@@ -7,6 +7,7 @@ protocols, never a family's internals (learned_optimization's Task/TaskFamily, m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -114,3 +115,14 @@ class Family(Protocol):
 
     def parse_rule(self, text: str) -> RuleToScore | None:
         """A rule written as text in this family's syntax (e.g. 'bio:0.013,-0.054,-0.0065'); None if not its syntax."""
+
+
+class Benchmarked(Protocol):
+    """What a family may add so that ``evoplastic bench`` describes and sizes its rows; both are optional (the
+    suite then names the config's θ size and times a default set of member counts)."""
+
+    bench_members: Mapping[str, tuple[int, ...]]
+    """Members N of its no-grad rows per device kind ('cpu', 'cuda'), smallest first."""
+
+    def describe_workload(self, cfg: Any) -> str:
+        """One sentence: what one member-episode of cfg computes (network, samples, time steps, rule, read-out)."""

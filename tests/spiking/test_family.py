@@ -136,3 +136,25 @@ def test_evaluate_through_the_python_api_with_options():
     assert "classes 0-4" in ev.description and len(ev.rows[0].per_task["accuracy"]) == 2
     with pytest.raises(ValueError, match="unknown evaluation setting"):
         ep.evaluate(rule, tasks=2, autoencoders=True)
+
+
+def test_the_evaluate_command_hands_its_task_options_to_the_family(tmp_path, capsys):
+    """`evoplastic evaluate spiking:…` reads the command's task options (here --k-shot and --classes) and prints
+    the family's description above its table; an option the family does not take is a one-line error."""
+    import json
+
+    from evoplastic.analysis.evaluate import main
+
+    net = ["--set", "spiking.dims=[64,12,10]", "--set", "spiking.steps=3", "--set", "task.dataset=digits",
+           "--set", "task.n_way=3", "--set", "task.n_query=3"]
+    out = tmp_path / "e.json"
+    argv = ["spiking:eprop=0.05", *net, "--tasks", "2", "--k-shot", "2", "--classes", "0-4", "--no-baselines",
+            "--no-progress", "--json", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("2 fresh 3-way tasks of digits (classes 0-4, 2 online samples per class, 3 steps")
+    assert "**digits** (2 tasks)" in printed
+    data = json.loads(out.read_text())
+    assert data["options"] == {"classes": "0-4", "k_shot": 2} and data["group_names"] == ["digits"]
+    assert main(["spiking:eprop=0.05", *net, "--tasks", "2", "--transform", "invert", "--no-progress"]) == 2
+    assert "unknown evaluation setting(s) transform for the spiking family" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from evoplastic.config import ExperimentConfig
-from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule
+from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule, check_options
 from evoplastic.core.family import ThetaSpace
 from evoplastic.families.kcap.config import KcapExperimentConfig
 from evoplastic.families.kcap.evaluation import Evaluated, evaluate
@@ -66,6 +66,17 @@ class KcapFamily:
             "cap": k.cap,
         }
 
+    bench_members = {"cpu": (1, 16, 64), "cuda": (1, 512, 8192)}
+    """Members N of its ``evoplastic bench`` rows: small episodes, so the batch pays off only at large N."""
+
+    def describe_workload(self, cfg: ExperimentConfig) -> str:
+        """One member-episode of cfg in words, for ``evoplastic bench``."""
+        k = cfg.kcap
+        return (f"m={k.n_hidden} units, k={k.cap} active, S={k.n_unlabelled} unlabelled samples streamed once, "
+                f"T={k.recurrent_steps} recurrent steps, n={k.n_features} inputs; {k.rule} rule "
+                f"({theta_size(k)} θ) on {'+'.join(k.plastic)}, {k.normalise} normalisation; scored by the ridge "
+                f"probe ({k.labels_per_class} labels per class) and read-out on {2 * k.n_query} query points"
+                f"{'' if k.objective == 'emd' else ', no EMD'} (objective {k.objective}); {cfg.dtype}")
 
     metrics = (Metric("probe_accuracy", True, percent=True), Metric("probe_loss", False, digits=4),
                Metric("ae_mse", False, digits=4), Metric("emd", False, digits=4))
@@ -73,10 +84,7 @@ class KcapFamily:
     def evaluate(self, cfg: ExperimentConfig, rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation:
         """The rules beside the untrained network, the raw input and (options autoencoders=True) backprop
         autoencoders, all on cfg's tasks; settings.tasks per dataset."""
-        unknown = sorted(set(settings.options) - {"autoencoders", "controls"})
-        if unknown:
-            raise ValueError(f"unknown evaluation setting(s) {', '.join(unknown)} for the kcap family; known: "
-                             f"autoencoders, controls")
+        check_options(settings.options, ("autoencoders", "controls"), self.name)
         evaluated = self.evaluate_rows(cfg, [(r.label, torch.tensor(r.theta, dtype=torch.float64), r.config)
                                              for r in rules], settings.tasks, settings.seed, settings.baselines,
                                        bool(settings.options.get("autoencoders")), settings.device,
@@ -86,7 +94,7 @@ class KcapFamily:
                 for label, values in evaluated.rows]
         described = (f"{settings.tasks} fresh tasks per dataset ({', '.join(evaluated.group_names)}), "
                      f"seed={settings.seed}; mean ± 95 % CI over tasks; rows on identical tasks")
-        return Evaluation(self.metrics, rows, described)
+        return Evaluation(self.metrics, rows, described, evaluated.groups.numpy(), tuple(evaluated.group_names))
 
     def evaluate_rows(self, cfg: ExperimentConfig, rules: list[tuple], n_tasks: int, seed: int,
                       baselines: bool = True, autoencoders: bool = False, device: str = "cpu",

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule
+from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule, check_options
 from evoplastic.core.fitness import FitnessFunction, score_in_blocks
 from evoplastic.families.paper.config import TaskConfig
 from evoplastic.families.paper.data import Dataset
@@ -102,10 +102,7 @@ def evaluate_rules(rules: list[Rule], dataset: Dataset, task: TaskConfig, n_task
 def evaluate(rules: list[RuleToScore], settings: EvaluateSettings) -> Evaluation:
     """The rules (and fa/bp baselines) on settings.tasks fresh tasks of a dataset (default: the first rule's,
     held-out classes when it trained on a subset); one Evaluation row per rule."""
-    unknown = sorted(set(settings.options) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown evaluation setting(s) {', '.join(unknown)} for the paper family; "
-                         f"known: {', '.join(OPTIONS)}")
+    check_options(settings.options, OPTIONS, "paper")
     opt = settings.options
     own = [Rule(r.label, tuple(r.theta), r.config) for r in rules]
     rows = own + (baseline_rules(own[0], opt.get("fa_theta", BASELINE_THETA["fa"]),

@@ -74,6 +74,15 @@ class PaperFamily:
             "feedback": cfg.network.feedback,
         }
 
+    bench_members = {"cpu": (1, 8), "cuda": (1, 256, 2048)}
+    """Members N of its rows when ``evoplastic bench --families`` times it through its Problem."""
+
+    def describe_workload(self, cfg: ExperimentConfig) -> str:
+        """One member-episode of cfg in words, for ``evoplastic bench``."""
+        n, t = cfg.network, cfg.task
+        return (f"{n.activation} network {'-'.join(map(str, n.dims))}, {t.n_way * t.k_shot} online samples of "
+                f"{t.dataset}, rule {cfg.rule.terms} ({RuleSpace.from_config(cfg).size} θ), {n.feedback} "
+                f"feedback; {t.n_way * t.n_query} query images; {cfg.dtype}")
 
     metrics = evaluation.METRICS
 

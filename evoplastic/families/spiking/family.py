@@ -6,12 +6,13 @@ unrolled episode with the configured surrogate gradient (Neftci, Mostafa & Zenke
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 
-from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule
+from evoplastic.core.evaluation import EvaluateSettings, Evaluation, Metric, RuleToScore, ScoredRule, check_options
 from evoplastic.core.family import ThetaSpace
 from evoplastic.families.paper.config import parse_class_ids
 from evoplastic.families.paper.data import load_dataset
@@ -87,6 +88,17 @@ class SpikingFamily:
             "surrogate": {"name": s.surrogate, "slope": s.slope, "dampening": s.dampening},
         }
 
+    bench_members = {"cpu": (1, 8), "cuda": (1, 64, 512)}
+    """Members N of its ``evoplastic bench`` rows: ten time steps per sample make an episode slow on a CPU."""
+
+    def describe_workload(self, cfg: SpikingExperimentConfig) -> str:
+        """One member-episode of cfg in words, for ``evoplastic bench``."""
+        s, t = cfg.spiking, cfg.task
+        return (f"LIF network {'-'.join(map(str, s.dims))}, {t.n_way * t.k_shot} online samples of {t.dataset} × "
+                f"{s.steps} time steps ({s.input} input), terms {'+'.join(resolve_terms(s.terms))} "
+                f"({self.theta_space(cfg).size} θ) once per sample with the {s.feedback} learning signal; "
+                f"{s.readout} read-out on {t.n_way * t.n_query} query images; {cfg.dtype}")
+
     metrics = (Metric("accuracy", True, percent=True), Metric("loss", False, digits=4))
 
     def evaluate(self, cfg: SpikingExperimentConfig, rules: list[RuleToScore],
@@ -105,19 +117,7 @@ class SpikingFamily:
         described = (f"{settings.tasks} fresh {t.n_way}-way tasks of {t.dataset} (classes {classes}, "
                      f"{t.k_shot} online samples per class, {s.steps} steps each, {s.input} input), seed="
                      f"{settings.seed}; mean ± 95 % CI over tasks; every row on identical tasks and initial W")
-        return Evaluation(self.metrics, scored, described)
-
-    def evaluate_rows(self, cfg: SpikingExperimentConfig, rules: list[tuple], n_tasks: int, seed: int,
-                      baselines: bool = True, autoencoders: bool = False, device: str = "cpu") -> GroupedRows:
-        """The rules, (label, θ) or (label, θ, own config), and the baselines as one group of tasks: the
-        per-group form that `evoplastic compare` and the evaluate command's tables read."""
-        if autoencoders:
-            raise ValueError("--autoencoders are the k-cap family's baselines; the spiking family has none")
-        cfg = replace(cfg, seed=seed, device=device)
-        rows = score_rows(cfg, [(r[0], tuple(torch.as_tensor(r[1]).tolist()), r[2] if len(r) > 2 else None)
-                                for r in rules], n_tasks, baselines)
-        return GroupedRows([(row.label, row.per_task) for row in rows], torch.zeros(n_tasks, dtype=torch.long),
-                           (cfg.task.dataset,))
+        return Evaluation(self.metrics, scored, described, np.zeros(settings.tasks, dtype=np.int64), (t.dataset,))
 
     def rule_from_run(self, label: str, cfg: SpikingExperimentConfig, theta: list[float]) -> RuleToScore:
         return RuleToScore(label, tuple(float(v) for v in theta), cfg)
@@ -141,25 +141,13 @@ class SpikingFamily:
         return RuleToScore(text, tuple(values[t] for t in terms), cfg)
 
 
-@dataclass
-class GroupedRows:
-    """Rows (label, {metric: (T,) float64}) on one group of tasks, as the compare report's tables take them."""
-
-    rows: list[tuple[str, dict[str, torch.Tensor]]]
-    groups: torch.Tensor
-    group_names: tuple[str, ...]
-
-
 TASK_OPTIONS = ("dataset", "split", "classes", "n_way", "k_shot", "n_query")
 SPIKING_OPTIONS = ("input", "baseline_lr")
 
 
 def with_options(cfg: SpikingExperimentConfig, options: dict[str, Any]) -> SpikingExperimentConfig:
     """cfg with evaluate's options applied (task keys and spiking.input/baseline_lr), checked."""
-    unknown = sorted(set(options) - set(TASK_OPTIONS) - set(SPIKING_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown evaluation setting(s) {', '.join(unknown)} for the spiking family; known: "
-                         f"{', '.join(TASK_OPTIONS + SPIKING_OPTIONS)}")
+    check_options(options, TASK_OPTIONS + SPIKING_OPTIONS, "spiking")
     task = {k: v for k, v in options.items() if k in TASK_OPTIONS}
     if isinstance(task.get("classes"), str):
         task["classes"] = parse_class_ids(task["classes"], "classes")
