@@ -1,11 +1,13 @@
 // One pass over a layer's W for c pairs of one task (evoplastic.families.paper.cpu_step).
 //
 // For each pair m and row r of W_{t-1} (stored as S: float, double, bfloat16 or float16 bits):
-//   row = keep_m · W_{t-1}[r] - Σ_k L_k[r] R_k            (the pending update of the previous step)
+//   row = keep_m · W_{t-1}[r] - Σ_k L_k[r] R_k            (the pending update of the previous step, rank 0-3)
 //   out[r] = row (rounded to S),  z_r = row · v,  u += a_r · row
 // where a_r is given (ACT_GIVEN), softmax(z)_r (online, against a running maximum) or σ(z_r).
 // Arithmetic in A: float for float/16-bit storage, double for double. The row is formed once in a
-// small buffer (it stays in L1), so W_{t-1} is read once and W_t written once per step.
+// small buffer (it stays in L1), so W_{t-1} is read once and W_t written once per step. out may be
+// the weights themselves (in place): row r of W_t depends only on row r of W_{t-1}, and each element
+// is loaded before it is stored, so w and out are not declared __restrict.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -58,7 +60,7 @@ constexpr int TILE_ROWS = 4;  // rows formed together: R_k, v and u are loaded o
 // NR (≤ 4) rows q of W_t: buf[q][j] = keep·w[q][j] - Σ_k l[q][k] R_k[j], written to out[q] (WRITE);
 // dots[q] = buf[q]·v (DOT).
 template <typename S, typename A, int RANK, bool DOT, bool WRITE, int NR>
-inline void form_rows(const S* __restrict w, S* __restrict out, A keep, const A (&l)[TILE_ROWS][3],
+inline void form_rows(const S* w, S* out, A keep, const A (&l)[TILE_ROWS][3],
                       const A* __restrict right, const A* __restrict v, A* __restrict buf, int64_t cols, A* dots) {
   const A* __restrict r0 = right;
   const A* __restrict r1 = right + cols;
@@ -66,10 +68,11 @@ inline void form_rows(const S* __restrict w, S* __restrict out, A keep, const A 
   A d0 = 0, d1 = 0, d2 = 0, d3 = 0;
 #pragma omp simd reduction(+ : d0, d1, d2, d3)
   for (int64_t j = 0; j < cols; ++j) {
-    const A a0 = r0[j], a1 = RANK > 1 ? r1[j] : A(0), a2 = RANK > 2 ? r2[j] : A(0), vj = DOT ? v[j] : A(0);
+    const A a0 = RANK > 0 ? r0[j] : A(0), a1 = RANK > 1 ? r1[j] : A(0), a2 = RANK > 2 ? r2[j] : A(0), vj = DOT ? v[j] : A(0);
 #define EVOPLASTIC_ROW(q, dq)                                                   \
     if (NR > q) {                                                               \
-      A x = keep * load(w + q * cols, j) - l[q][0] * a0;                        \
+      A x = keep * load(w + q * cols, j);                                       \
+      if (RANK > 0) x -= l[q][0] * a0;                                          \
       if (RANK > 1) x -= l[q][1] * a1;                                          \
       if (RANK > 2) x -= l[q][2] * a2;                                          \
       buf[q * cols + j] = x;                                                    \
@@ -182,7 +185,8 @@ void pass_pairs(const void* w, void* out, const void* keep, int64_t keep_stride,
       A* zm = zs ? zs + m * rows : nullptr;
       A* um = us ? us + m * cols : nullptr;
       const bool dot = vs != nullptr, write = os != nullptr;
-      if (rank == 1) dispatch_pair<S, A, 1>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, rows, cols, act, A(param), row.data());
+      if (rank == 0) dispatch_pair<S, A, 0>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, rows, cols, act, A(param), row.data());
+      else if (rank == 1) dispatch_pair<S, A, 1>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, rows, cols, act, A(param), row.data());
       else if (rank == 2) dispatch_pair<S, A, 2>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, rows, cols, act, A(param), row.data());
       else dispatch_pair<S, A, 3>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, rows, cols, act, A(param), row.data());
     }
@@ -195,7 +199,7 @@ extern "C" int evoplastic_row_pass(int storage, const void* w, void* out, const 
                                    const void* left, const void* right, int rank, const void* v, int64_t v_stride,
                                    const void* a, void* z, void* u, int64_t c, int64_t rows, int64_t cols, int act,
                                    double param, int threads) {
-  if (rank < 1 || rank > 3) return 1;
+  if (rank < 0 || rank > 3) return 1;
   switch (storage) {
     case F32: pass_pairs<float, float>(w, out, keep, keep_stride, left, right, rank, v, v_stride, a, z, u, c, rows,
                                        cols, act, param, threads); return 0;

@@ -21,7 +21,9 @@ On CUDA, ``FusedOptions.cuda_graph`` captures a chunk's whole online phase as on
 ``FusedOptions.kernel="triton"`` replaces the products by one Triton row pass per layer
 (``evoplastic.families.paper.triton_step``: W read and written once per step).
 On CPU, ``FusedOptions.kernel="cpp"`` (what es.compile=true runs there) does the same with a C++
-row pass (``evoplastic.families.paper.cpu_step``).
+row pass (``evoplastic.families.paper.cpu_step``), in place by default (``FusedOptions.in_place``):
+the pass reads each row of W_{t-1} before it writes that row of W_t and runs outside any compiler,
+so one buffer serves, its self-check runs in place too, and a failure falls back to two buffers.
 """
 
 from __future__ import annotations
@@ -149,6 +151,9 @@ class FusedOptions:
     """inductor: Inductor fuses fused_step; triton: triton_step's row pass reads and writes W once per step
     (float32 θ; CUDA, or CPU under TRITON_INTERPRET=1); cpp: cpu_step's C++ row pass does so on CPU. Either
     single pass falls back to inductor if it fails."""
+    in_place: bool = True
+    """The C++ step writes W_t over W_{t-1} (one buffer per layer, checked in place by self_check); False, or a
+    failed check, keeps two buffers. The Inductor and Triton steps always use two."""
 
     @classmethod
     def for_precision(cls, precision: str, cuda_graph: bool = False, kernel: str = "inductor") -> FusedOptions:
@@ -173,18 +178,19 @@ def fold(weights: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tenso
 
 def online_phase(weights: list[torch.Tensor], feedback: list[torch.Tensor] | None, theta_full: torch.Tensor,
                  keep: torch.Tensor, x: torch.Tensor, target: torch.Tensor, slope: torch.Tensor, *,
-                 step: Callable, rank: int) -> None:
+                 step: Callable, rank: int, in_place: bool = False) -> None:
     """All S online steps of c pairs of one task, in place on weights (c, o, i); x, slope (S, D).
 
     Steps alternate between weights and one scratch copy (a step never writes what it reads);
-    the result is copied back when S is odd. Its allocations happen in the same order on every
-    call, so that it can be captured as a CUDA graph and replayed on the same addresses.
+    the result is copied back when S is odd. in_place: the step writes W_t over W_{t-1} (the C++
+    step), so weights is both buffers. Its allocations happen in the same order on every call, so
+    that it can be captured as a CUDA graph and replayed on the same addresses.
     """
     c = theta_full.shape[0]
     left = [w.new_zeros(c, rank, w.shape[1], dtype=theta_full.dtype) for w in weights]
     right = [w.new_zeros(c, rank, w.shape[2], dtype=theta_full.dtype) for w in weights]
     no_decay = torch.ones_like(keep)
-    current, spare = weights, [torch.empty_like(w) for w in weights] if x.shape[0] else []
+    current, spare = weights, weights if in_place else [torch.empty_like(w) for w in weights] if x.shape[0] else []
     for s in range(x.shape[0]):
         left, right = step(current, spare, feedback, left, right, keep if s else no_decay, theta_full,
                            x[s: s + 1], target[s: s + 1], slope[s: s + 1])
@@ -255,17 +261,19 @@ inputs, as online_phase does (torch 2.11's miscompiled variant showed only from 
 
 def self_check(compiled: Callable, eager: Callable, theta_full: torch.Tensor, init_weights: list[torch.Tensor],
                feedback: list[torch.Tensor] | None, x: torch.Tensor, target: torch.Tensor, slope: torch.Tensor,
-               rank: int, weight_dtype: torch.dtype) -> float:
+               rank: int, weight_dtype: torch.dtype, in_place: bool = False) -> float:
     """Largest relative difference of SELF_CHECK_STEPS compiled and eager steps from a non-zero pending update.
 
     Raises SelfCheckError when it exceeds SELF_CHECK_TOLERANCE for weight_dtype. x, target,
     slope (1, ·) one sample, presented at every step; the compiled step is compiled here for
-    these shapes, once.
+    these shapes, once. in_place: the compiled step is given one buffer to read and write, as
+    online_phase gives it; the eager step always two.
     """
     weights, left, right, keep = self_check_inputs(theta_full, init_weights, rank, weight_dtype)
     results = []
     for step in (compiled, eager):
-        current, spare = [w.clone() for w in weights], [torch.zeros_like(w) for w in weights]
+        current = [w.clone() for w in weights]
+        spare = current if in_place and step is compiled else [torch.zeros_like(w) for w in weights]
         factors = ([u.clone() for u in left], [v.clone() for v in right])
         for _ in range(SELF_CHECK_STEPS):
             factors = step(current, spare, feedback, *factors, keep, theta_full, x, target, slope)
@@ -298,10 +306,10 @@ def self_check_shape(key: tuple, step: Callable, weight_dtype: torch.dtype, thet
     signature = check_signature(key, theta_full, init_weights, feedback, x, weight_dtype)
     if signature in _CHECKED or x.shape[0] == 0:
         return
-    terms, activation, direct = key[:3]
+    terms, activation, direct, _, in_place = key
     eager = functools.partial(fused_step, terms=terms, activation=activation, direct=direct)
     self_check(step, eager, theta_full, init_weights, feedback, x[:1], target[:1], slope[:1], update_rank(terms),
-               weight_dtype)
+               weight_dtype, in_place)
     _CHECKED.add(signature)
 
 
@@ -381,6 +389,22 @@ def _learn_captured(phase: Callable, options: FusedOptions, key: tuple, weight_d
         return None
 
 
+def step_key(terms: tuple[int, ...], activation: Activation, direct: bool, options: FusedOptions) -> tuple:
+    """(terms, activation, direct, kernel, in place): what a compiled step is cached, checked and refused by."""
+    return terms, activation, direct, options.kernel, options.kernel == "cpp" and options.in_place
+
+
+def _fallback(options: FusedOptions) -> tuple[FusedOptions, str, str] | None:
+    """The step to try when options' step fails, what failed and what runs instead: the C++ step in place,
+    then with two buffers, then the Inductor step (as a Triton step does); None after the Inductor step."""
+    if options.kernel == "cpp" and options.in_place:
+        return replace(options, in_place=False), "C++ single-pass step in place", "the two-buffer C++ step"
+    if options.kernel != "inductor":
+        what = "Triton step" if options.kernel == "triton" else "C++ single-pass step"
+        return replace(options, kernel="inductor"), what, "the Inductor step"
+    return None
+
+
 def learn(
     theta_full: torch.Tensor,
     terms: tuple[int, ...],
@@ -398,23 +422,24 @@ def learn(
     (T, S, n_out). Runs under no_grad (no graph is wanted here). The weights come back in θ's
     dtype whatever options.weight_dtype. A failed CUDA-graph capture warns once and runs uncaptured;
     a compiled step that fails to compile, or fails self_check at the first use of any of its shapes,
-    warns once and returns None from then on (a Triton step: runs the Inductor step from then on).
+    warns once and returns None from then on (a Triton or C++ step: runs the next of _fallback from then on).
     """
     copies = theta_full.shape[0] // train_x.shape[0]
     chunk = default_chunk(theta_full.device, options.kernel) if options.chunk is None else options.chunk
     chunk = min(chunk or copies, copies)
     keep = 1 - theta_full[..., 3] if 3 in terms else theta_full.new_ones(theta_full.shape[:-1])  # (N,) or (N, L)
     weight_dtype = options.weight_dtype or theta_full.dtype
-    key = (terms, activation, init.direct, options.kernel)
-    if options.compile and options.kernel != "inductor" and key in _FAILED:
-        options, key = replace(options, kernel="inductor"), (*key[:3], "inductor")
+    key = step_key(terms, activation, init.direct, options)
+    while options.compile and key in _FAILED and (fallback := _fallback(options)) is not None:
+        options = fallback[0]
+        key = step_key(terms, activation, init.direct, options)
     if options.compile and key in _FAILED:
         return None
     try:
         with torch.no_grad(), torch._dynamo.config.patch(**_recompile_limit()):
             step = step_function(terms, activation, options.compile, init.direct, options.kernel)
             check = functools.partial(self_check_shape, key, step, weight_dtype) if options.compile else None
-            phase = functools.partial(online_phase, step=step, rank=update_rank(terms))
+            phase = functools.partial(online_phase, step=step, rank=update_rank(terms), in_place=key[-1])
             args = (theta_full, keep, train_x, targets, input_slopes, init, chunk, check)
             if options.cuda_graph and static.usable(key):
                 captured = _learn_captured(phase, options, key, weight_dtype, activation, args)
@@ -425,10 +450,9 @@ def learn(
         if not options.compile:
             raise
         _FAILED.add(key)
-        if options.kernel != "inductor":
-            what = "Triton step" if options.kernel == "triton" else "C++ single-pass step"
-            _warn_unavailable(what, terms, activation, err, "the Inductor step")
-            return learn(theta_full, terms, train_x, targets, input_slopes, init, activation,
-                         replace(options, kernel="inductor"))
-        _warn_unavailable("compiled inner loop", terms, activation, err, "the eager loop")
-        return None
+        fallback = _fallback(options)
+        if fallback is None:
+            _warn_unavailable("compiled inner loop", terms, activation, err, "the eager loop")
+            return None
+        _warn_unavailable(fallback[1], terms, activation, err, fallback[2])
+        return learn(theta_full, terms, train_x, targets, input_slopes, init, activation, fallback[0])
