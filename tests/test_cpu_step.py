@@ -236,3 +236,62 @@ def test_factors_in_another_dtype_are_refused():
     with pytest.raises(TypeError, match="computes in torch.float32"):
         cpu_step.row_pass(torch.zeros(1, 2, 3), torch.ones(1), torch.zeros(1, 1, 2, dtype=torch.float64),
                           torch.zeros(1, 1, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["es.kernel=cuda"], "unknown es.kernel 'cuda'; choose one of: auto, cpp, inductor, triton"),
+    (["es.kernel=cpp", "es.compile=true", "device=cuda"], r"es.kernel=cpp is the CPU's compiled step.*device=cpu"),
+    (["es.kernel=cpp"], "es.kernel=cpp chooses the compiled step; set es.compile=true"),
+    (["es.kernel=triton", "es.compile=true"], r"set device=cuda \(or auto\).*, or es.kernel=auto"),
+])
+def test_impossible_kernel_choices_are_config_errors(overrides, message):
+    from conftest import tiny_config
+
+    from evoplastic.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(*overrides)
+
+
+def test_resolve_kernel_per_device(monkeypatch):
+    """auto: the C++ step on CPU, Inductor on CUDA; a step the device or machine cannot run is a clear error."""
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [fused.resolve_kernel(k, cpu) for k in ("auto", "cpp", "inductor")] == ["cpp", "cpp", "inductor"]
+    assert [fused.resolve_kernel(k, cuda) for k in ("auto", "inductor", "triton")] == ["inductor", "inductor", "triton"]
+    with pytest.raises(ValueError, match="es.kernel=cpp is the CPU's compiled step, but the run is on cuda"):
+        fused.resolve_kernel("cpp", cuda)
+    with pytest.raises(ValueError, match="es.kernel=triton needs a GPU, but the run is on cpu; set es.kernel=auto"):
+        fused.resolve_kernel("triton", cpu)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(ValueError, match="no C\\+\\+ compiler was found: install g\\+\\+.*or set es.kernel=inductor"):
+        fused.resolve_kernel("cpp", cpu)
+
+
+@pytest.mark.parametrize("kernel, runs", [("auto", "cpp"), ("cpp", "cpp"), ("inductor", "inductor")])
+def test_es_kernel_chooses_the_cpu_step(kernel, runs):
+    """es.kernel reaches the compiled loop on CPU (it was ignored there before: auto keeps that behaviour)."""
+    from conftest import tiny_config
+
+    from evoplastic.families import build_fitness
+
+    problem = build_fitness(tiny_config("es.compile=true", f"es.kernel={kernel}")).problem
+    assert problem.fused.kernel == runs and problem.fused.in_place
+
+
+def test_the_run_record_names_the_step_that_ran(monkeypatch, tmp_path):
+    """meta.json's compiled_kernels: the in-place C++ step on CPU by default."""
+    import json
+
+    from conftest import tiny_config
+
+    from evoplastic.run.rundir import RunDir
+    from evoplastic.run.train import train
+
+    for name, value in (("_FAILED", set()), ("_CHECKED", set()), ("_FALLBACKS", []), ("_RAN", set())):
+        monkeypatch.setattr(fused, name, value)
+    cfg = tiny_config("es.compile=true", "steps=1")
+    run = RunDir.create(cfg, tmp_path)
+    train(cfg, run, progress=False)
+    meta = json.loads((run.path / "meta.json").read_text())
+    assert meta["compiled_kernels"] == ["cpp"] and meta["compiled_fallbacks"] == []

@@ -73,10 +73,15 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
+def find_compiler() -> str | None:
+    """The C++ compiler the pass is built with: $CXX, else c++ or g++ on the PATH; None if there is none."""
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
     """The built row pass (built on first call, reused from the cache afterwards); RuntimeError if it cannot be."""
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    compiler = find_compiler()
     if compiler is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++): the single-pass CPU step needs one")
     source = SOURCE.read_bytes()

@@ -51,7 +51,7 @@ around the passes) is spread over more members than the Inductor step's, and the
 whether or not it stays in cache (docs/performance.md)."""
 
 CPU_KERNEL = "cpp"
-"""The step es.compile=true runs on CPU: the C++ single pass (the Inductor step when it cannot be built)."""
+"""The step es.kernel=auto runs on CPU: the C++ single pass (the Inductor step when it cannot be built)."""
 
 FOLD_SLICE = 64
 """Members per slice when the last update is folded into 16-bit weights (bounds the float32 temporary)."""
@@ -65,6 +65,8 @@ _CHECKED: set[tuple] = set()
 each is a separate specialisation of torch.compile, so each is checked at its first use."""
 _FALLBACKS: list[str] = []
 """What self_check rejected in this process, for the run record (meta.json)."""
+_RAN: set[str] = set()
+"""kernel_label of every compiled step that computed episodes in this process, for the run record."""
 
 SELF_CHECK_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 """Largest accepted |compiled - eager| / max|eager| per weight storage dtype; a step that reads
@@ -155,10 +157,34 @@ class FusedOptions:
     """The C++ step writes W_t over W_{t-1} (one buffer per layer, checked in place by self_check); False, or a
     failed check, keeps two buffers. The Inductor and Triton steps always use two."""
 
+    @property
+    def label(self) -> str:
+        """The step these options run, as benches and run records name it: inductor, triton, cpp or cpp-2buf."""
+        return "cpp-2buf" if self.kernel == "cpp" and not self.in_place else self.kernel
+
     @classmethod
     def for_precision(cls, precision: str, cuda_graph: bool = False, kernel: str = "inductor") -> FusedOptions:
         """Options for an es.precision name (its weight storage; TF32 is matmul_precision's part)."""
         return cls(cuda_graph=cuda_graph, weight_dtype=weight_dtype(precision), kernel=kernel)
+
+
+def resolve_kernel(kernel: str, device: torch.device) -> str:
+    """The compiled step es.kernel names on this device (auto: cpp on CPU, inductor elsewhere); ValueError, saying
+    what to set, for a step this device or machine cannot run."""
+    if kernel == "auto":
+        return CPU_KERNEL if device.type == "cpu" else "inductor"
+    if kernel == "cpp" and device.type != "cpu":
+        raise ValueError(f"es.kernel=cpp is the CPU's compiled step, but the run is on {device.type}; set "
+                         "es.kernel=auto (Inductor there) or triton, or device=cpu")
+    if kernel == "triton" and device.type != "cuda":
+        raise ValueError(f"es.kernel=triton needs a GPU, but the run is on {device.type}; set es.kernel=auto")
+    if kernel == "cpp":
+        from evoplastic.families.paper.cpu_step import find_compiler
+
+        if find_compiler() is None:
+            raise ValueError("es.kernel=cpp builds a C++ pass at first use, but no C++ compiler was found: install "
+                             "g++ (or set CXX to one), or set es.kernel=inductor")
+    return kernel
 
 
 def fold(weights: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tensor],
@@ -318,6 +344,18 @@ def compile_fallbacks() -> list[str]:
     return list(_FALLBACKS)
 
 
+def kernels_run() -> list[str]:
+    """FusedOptions.label of every compiled step that computed episodes in this process (after any fallback)."""
+    return sorted(_RAN)
+
+
+def _ran(options: FusedOptions, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+    """weights, with the step that computed them recorded (compiled steps only)."""
+    if options.compile:
+        _RAN.add(options.label)
+    return weights
+
+
 def _recompile_limit() -> dict:
     """Dynamo's per-function recompile budget (8), raised: each (terms, activation, shapes) is one entry."""
     config = torch._dynamo.config
@@ -444,8 +482,8 @@ def learn(
             if options.cuda_graph and static.usable(key):
                 captured = _learn_captured(phase, options, key, weight_dtype, activation, args)
                 if captured is not None:
-                    return captured
-            return _learn_chunks(functools.partial(learn_chunk, phase, weight_dtype=weight_dtype), *args)
+                    return _ran(options, captured)
+            return _ran(options, _learn_chunks(functools.partial(learn_chunk, phase, weight_dtype=weight_dtype), *args))
     except Exception as err:  # noqa: BLE001 — whatever the compiler raises, the plain loop does the work
         if not options.compile:
             raise
