@@ -288,7 +288,7 @@ def test_the_run_record_names_the_step_that_ran(monkeypatch, tmp_path):
     from evoplastic.run.rundir import RunDir
     from evoplastic.run.train import train
 
-    for name, value in (("_FAILED", set()), ("_CHECKED", set()), ("_FALLBACKS", []), ("_RAN", set())):
+    for name, value in (("_FAILED", set()), ("_CHECKED", set()), ("_FALLBACKS", []), ("_RAN", {})):
         monkeypatch.setattr(fused, name, value)
     cfg = tiny_config("es.compile=true", "steps=1")
     run = RunDir.create(cfg, tmp_path)

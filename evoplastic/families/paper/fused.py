@@ -65,8 +65,8 @@ _CHECKED: set[tuple] = set()
 each is a separate specialisation of torch.compile, so each is checked at its first use."""
 _FALLBACKS: list[str] = []
 """What self_check rejected in this process, for the run record (meta.json)."""
-_RAN: set[str] = set()
-"""kernel_label of every compiled step that computed episodes in this process, for the run record."""
+_RAN: dict[str, int] = {}
+"""Calls of learn that each compiled step (FusedOptions.label) computed in this process, for the run record."""
 
 SELF_CHECK_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 """Largest accepted |compiled - eager| / max|eager| per weight storage dtype; a step that reads
@@ -349,10 +349,15 @@ def kernels_run() -> list[str]:
     return sorted(_RAN)
 
 
+def kernel_calls() -> dict[str, int]:
+    """Calls of learn each compiled step computed so far, by FusedOptions.label (benches difference two reads)."""
+    return dict(_RAN)
+
+
 def _ran(options: FusedOptions, weights: list[torch.Tensor]) -> list[torch.Tensor]:
     """weights, with the step that computed them recorded (compiled steps only)."""
     if options.compile:
-        _RAN.add(options.label)
+        _RAN[options.label] = _RAN.get(options.label, 0) + 1
     return weights
 
 
