@@ -62,13 +62,16 @@ def test_row_pass_against_torch(storage, rank, act, in_place):
     if in_place:
         weights = out
     w_t, z_want, u_want = reference_pass(weights, keep, left, right, v, a, act, param)
+    y = torch.full((c, rows), float("nan"), dtype=arith) if act in cpu_step.ACT_CODES.values() else None
     z, u = cpu_step.row_pass(weights, keep, left, right, v=v, a=a if act == cpu_step.ACT_GIVEN else None, out=out,
-                             act=act, act_param=param)
+                             act=act, act_param=param, y=y)
     exact = storage == torch.float64
     tol = 1e-12 if exact else 2e-5
     ulp = torch.finfo(storage).eps * float(w_t.abs().max())  # one rounding of W_t may flip with float32 order
     torch.testing.assert_close(out.double(), w_t.to(storage).double(), rtol=0, atol=1e-13 if exact else ulp)
     torch.testing.assert_close(z.double(), z_want, rtol=tol, atol=tol)
+    if y is not None:  # the layer's output σ(z), from the pass
+        torch.testing.assert_close(y.double(), cpu_step.reference_forward(act, param, z_want), rtol=tol, atol=tol)
     assert (u is None) == (u_want is None)
     if u is not None:
         torch.testing.assert_close(u.double(), u_want, rtol=tol, atol=tol * float(u_want.abs().max()))

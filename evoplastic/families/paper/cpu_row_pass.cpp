@@ -3,7 +3,8 @@
 // For each pair m and row r of W_{t-1} (stored as S: float, double, bfloat16 or float16 bits):
 //   row = keep_m · W_{t-1}[r] - Σ_k L_k[r] R_k            (the pending update of the previous step, rank 0-3)
 //   out[r] = row (rounded to S),  z_r = row · v,  u += a_r · row
-// where a_r is given (ACT_GIVEN), softmax(z)_r (online, against a running maximum) or σ(z_r).
+// where a_r is given (ACT_GIVEN), softmax(z)_r (online, against a running maximum) or σ(z_r), which is
+// also written to y[r] when y is given (the layer's output, computed once).
 // Arithmetic in A: float for float/16-bit storage, double for double. The row is formed once in a
 // small buffer (it stays in L1), so W_{t-1} is read once and W_t written once per step. out may be
 // the weights themselves (in place): row r of W_t depends only on row r of W_{t-1}, and each element
@@ -11,7 +12,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#include <immintrin.h>
+#define EVOPLASTIC_NATIVE_BF16 1
+#else
+#define EVOPLASTIC_NATIVE_BF16 0
+#endif
 
 namespace {
 
@@ -37,6 +45,18 @@ inline void store(uint16_t* p, int64_t j, float x) {  // round to nearest even, 
   p[j] = std::isnan(x) ? uint16_t(0x7FC0) : uint16_t((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
 }
 inline void store(_Float16* p, int64_t j, float x) { p[j] = _Float16(x); }
+
+// n floats rounded to bfloat16 (nearest even): with AVX512-BF16, 16 at a time by VCVTNEPS2BF16 (which also
+// flushes float32 denormals to zero, below any weight's scale); the vectoriser does not find that instruction
+// itself, and the integer rounding of store() costs more than the pass's arithmetic.
+inline void store_bf16(uint16_t* out, const float* in, int64_t n) {
+  int64_t j = 0;
+#if EVOPLASTIC_NATIVE_BF16
+  for (; j + 16 <= n; j += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(in + j)));
+#endif
+  for (; j < n; ++j) store(out, j, in[j]);
+}
 
 template <typename A>
 inline A activation(int act, A z, A param) {
@@ -65,6 +85,8 @@ inline void form_rows(const S* w, S* out, A keep, const A (&l)[TILE_ROWS][3],
   const A* __restrict r0 = right;
   const A* __restrict r1 = right + cols;
   const A* __restrict r2 = right + 2 * cols;
+  // bfloat16 W_t is rounded from buf after the loop, by the CPU's conversion instruction where it has one
+  constexpr bool STORE_AFTER = EVOPLASTIC_NATIVE_BF16 && std::is_same_v<S, uint16_t>;
   A d0 = 0, d1 = 0, d2 = 0, d3 = 0;
 #pragma omp simd reduction(+ : d0, d1, d2, d3)
   for (int64_t j = 0; j < cols; ++j) {
@@ -76,7 +98,7 @@ inline void form_rows(const S* w, S* out, A keep, const A (&l)[TILE_ROWS][3],
       if (RANK > 1) x -= l[q][1] * a1;                                          \
       if (RANK > 2) x -= l[q][2] * a2;                                          \
       buf[q * cols + j] = x;                                                    \
-      if (WRITE) store(out + q * cols, j, x);                                   \
+      if (WRITE && !STORE_AFTER) store(out + q * cols, j, x);                   \
       if (DOT) dq += x * vj;                                                    \
     }
     EVOPLASTIC_ROW(0, d0)
@@ -85,6 +107,7 @@ inline void form_rows(const S* w, S* out, A keep, const A (&l)[TILE_ROWS][3],
     EVOPLASTIC_ROW(3, d3)
 #undef EVOPLASTIC_ROW
   }
+  if constexpr (WRITE && STORE_AFTER) store_bf16(reinterpret_cast<uint16_t*>(out), buf, NR * cols);
   dots[0] = d0, dots[1] = d1, dots[2] = d2, dots[3] = d3;
 }
 
@@ -102,7 +125,7 @@ inline void add_rows(A* __restrict u, const A* __restrict buf, const A (&a)[TILE
 }
 
 template <typename S, typename A, int RANK, bool DOT, bool WRITE, int NR>
-void tile(const S* w, S* out, A keep, const A* left, const A* right, const A* v, const A* a, A* z, A* u,
+void tile(const S* w, S* out, A keep, const A* left, const A* right, const A* v, const A* a, A* z, A* u, A* y,
           int64_t r, int64_t rows, int64_t cols, int act, A param, A* buf, A& run_max, A& run_sum) {
   A l[TILE_ROWS][3] = {}, dots[TILE_ROWS], weight[TILE_ROWS] = {};
   for (int q = 0; q < NR; ++q)
@@ -129,20 +152,23 @@ void tile(const S* w, S* out, A keep, const A* left, const A* right, const A* v,
     else if (act == ACT_SOFTMAX) run_sum += (weight[q] = std::exp(dots[q] - run_max));
     else weight[q] = activation<A>(act, dots[q], param);
   }
+  if (y && act != ACT_GIVEN && act != ACT_SOFTMAX) {  // the layer's output σ(z_r): the caller needs it next
+    for (int q = 0; q < NR; ++q) y[r + q] = weight[q];
+  }
   add_rows<A, NR>(u, buf, weight, cols);
 }
 
 template <typename S, typename A, int RANK, bool DOT, bool WRITE>
-void pass_one_pair(const S* w, S* out, A keep, const A* left, const A* right, const A* v, const A* a, A* z, A* u,
+void pass_one_pair(const S* w, S* out, A keep, const A* left, const A* right, const A* v, const A* a, A* z, A* u, A* y,
                    int64_t rows, int64_t cols, int act, A param, A* __restrict buf) {
   A run_max = -INFINITY, run_sum = 0;
   if (act != ACT_NONE) std::fill(u, u + cols, A(0));
   int64_t r = 0;
   for (; r + TILE_ROWS <= rows; r += TILE_ROWS)
-    tile<S, A, RANK, DOT, WRITE, TILE_ROWS>(w, out, keep, left, right, v, a, z, u, r, rows, cols, act, param, buf,
+    tile<S, A, RANK, DOT, WRITE, TILE_ROWS>(w, out, keep, left, right, v, a, z, u, y, r, rows, cols, act, param, buf,
                                             run_max, run_sum);
   for (; r < rows; ++r)
-    tile<S, A, RANK, DOT, WRITE, 1>(w, out, keep, left, right, v, a, z, u, r, rows, cols, act, param, buf, run_max,
+    tile<S, A, RANK, DOT, WRITE, 1>(w, out, keep, left, right, v, a, z, u, y, r, rows, cols, act, param, buf, run_max,
                                     run_sum);
   if (act == ACT_SOFTMAX) {
     for (int64_t j = 0; j < cols; ++j) u[j] /= run_sum;
@@ -151,16 +177,16 @@ void pass_one_pair(const S* w, S* out, A keep, const A* left, const A* right, co
 
 template <typename S, typename A, int RANK>
 void dispatch_pair(bool dot, bool write, const S* w, S* out, A keep, const A* left, const A* right, const A* v,
-                   const A* a, A* z, A* u, int64_t rows, int64_t cols, int act, A param, A* row) {
-  if (dot && write) pass_one_pair<S, A, RANK, true, true>(w, out, keep, left, right, v, a, z, u, rows, cols, act, param, row);
-  else if (dot) pass_one_pair<S, A, RANK, true, false>(w, out, keep, left, right, v, a, z, u, rows, cols, act, param, row);
-  else if (write) pass_one_pair<S, A, RANK, false, true>(w, out, keep, left, right, v, a, z, u, rows, cols, act, param, row);
-  else pass_one_pair<S, A, RANK, false, false>(w, out, keep, left, right, v, a, z, u, rows, cols, act, param, row);
+                   const A* a, A* z, A* u, A* y, int64_t rows, int64_t cols, int act, A param, A* row) {
+  if (dot && write) pass_one_pair<S, A, RANK, true, true>(w, out, keep, left, right, v, a, z, u, y, rows, cols, act, param, row);
+  else if (dot) pass_one_pair<S, A, RANK, true, false>(w, out, keep, left, right, v, a, z, u, y, rows, cols, act, param, row);
+  else if (write) pass_one_pair<S, A, RANK, false, true>(w, out, keep, left, right, v, a, z, u, y, rows, cols, act, param, row);
+  else pass_one_pair<S, A, RANK, false, false>(w, out, keep, left, right, v, a, z, u, y, rows, cols, act, param, row);
 }
 
 template <typename S, typename A>
 void pass_pairs(const void* w, void* out, const void* keep, int64_t keep_stride, const void* left,
-                const void* right, int rank, const void* v, int64_t v_stride, const void* a, void* z, void* u,
+                const void* right, int rank, const void* v, int64_t v_stride, const void* a, void* z, void* u, void* y,
                 int64_t c, int64_t rows, int64_t cols, int act, double param, int threads) {
   const S* ws = static_cast<const S*>(w);
   S* os = static_cast<S*>(out);
@@ -171,6 +197,7 @@ void pass_pairs(const void* w, void* out, const void* keep, int64_t keep_stride,
   const A* as = static_cast<const A*>(a);
   A* zs = static_cast<A*>(z);
   A* us = static_cast<A*>(u);
+  A* ys = static_cast<A*>(y);
 #pragma omp parallel num_threads(threads) if (threads > 1 && c > 1)
   {
     std::vector<A> row(TILE_ROWS * cols);
@@ -183,12 +210,13 @@ void pass_pairs(const void* w, void* out, const void* keep, int64_t keep_stride,
       const A* vm = vs ? vs + m * v_stride : nullptr;
       const A* am = as ? as + m * rows : nullptr;
       A* zm = zs ? zs + m * rows : nullptr;
+      A* ym = ys ? ys + m * rows : nullptr;
       A* um = us ? us + m * cols : nullptr;
       const bool dot = vs != nullptr, write = os != nullptr;
-      if (rank == 0) dispatch_pair<S, A, 0>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, rows, cols, act, A(param), row.data());
-      else if (rank == 1) dispatch_pair<S, A, 1>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, rows, cols, act, A(param), row.data());
-      else if (rank == 2) dispatch_pair<S, A, 2>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, rows, cols, act, A(param), row.data());
-      else dispatch_pair<S, A, 3>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, rows, cols, act, A(param), row.data());
+      if (rank == 0) dispatch_pair<S, A, 0>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, ym, rows, cols, act, A(param), row.data());
+      else if (rank == 1) dispatch_pair<S, A, 1>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, ym, rows, cols, act, A(param), row.data());
+      else if (rank == 2) dispatch_pair<S, A, 2>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, ym, rows, cols, act, A(param), row.data());
+      else dispatch_pair<S, A, 3>(dot, write, wm, om, ks[m * keep_stride], lm, rm, vm, am, zm, um, ym, rows, cols, act, A(param), row.data());
     }
   }
 }
@@ -197,17 +225,18 @@ void pass_pairs(const void* w, void* out, const void* keep, int64_t keep_stride,
 
 extern "C" int evoplastic_row_pass(int storage, const void* w, void* out, const void* keep, int64_t keep_stride,
                                    const void* left, const void* right, int rank, const void* v, int64_t v_stride,
-                                   const void* a, void* z, void* u, int64_t c, int64_t rows, int64_t cols, int act,
+                                   const void* a, void* z, void* u, void* y, int64_t c, int64_t rows, int64_t cols,
+                                   int act,
                                    double param, int threads) {
   if (rank < 0 || rank > 3) return 1;
   switch (storage) {
-    case F32: pass_pairs<float, float>(w, out, keep, keep_stride, left, right, rank, v, v_stride, a, z, u, c, rows,
+    case F32: pass_pairs<float, float>(w, out, keep, keep_stride, left, right, rank, v, v_stride, a, z, u, y, c, rows,
                                        cols, act, param, threads); return 0;
-    case F64: pass_pairs<double, double>(w, out, keep, keep_stride, left, right, rank, v, v_stride, a, z, u, c,
+    case F64: pass_pairs<double, double>(w, out, keep, keep_stride, left, right, rank, v, v_stride, a, z, u, y, c,
                                          rows, cols, act, param, threads); return 0;
-    case BF16: pass_pairs<uint16_t, float>(w, out, keep, keep_stride, left, right, rank, v, v_stride, a, z, u, c,
+    case BF16: pass_pairs<uint16_t, float>(w, out, keep, keep_stride, left, right, rank, v, v_stride, a, z, u, y, c,
                                            rows, cols, act, param, threads); return 0;
-    case F16: pass_pairs<_Float16, float>(w, out, keep, keep_stride, left, right, rank, v, v_stride, a, z, u, c,
+    case F16: pass_pairs<_Float16, float>(w, out, keep, keep_stride, left, right, rank, v, v_stride, a, z, u, y, c,
                                           rows, cols, act, param, threads); return 0;
     default: return 2;
   }

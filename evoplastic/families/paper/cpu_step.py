@@ -102,7 +102,7 @@ def library() -> ctypes.CDLL:
     lib.evoplastic_row_pass.restype = ctypes.c_int
     lib.evoplastic_row_pass.argtypes = [
         ctypes.c_int, *[ctypes.c_void_p] * 3, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
-        ctypes.c_void_p, ctypes.c_int64, *[ctypes.c_void_p] * 3, *[ctypes.c_int64] * 3, ctypes.c_int,
+        ctypes.c_void_p, ctypes.c_int64, *[ctypes.c_void_p] * 4, *[ctypes.c_int64] * 3, ctypes.c_int,
         ctypes.c_double, ctypes.c_int]
     return lib
 
@@ -113,14 +113,15 @@ def _pointer(t: torch.Tensor | None) -> int | None:
 
 def row_pass(weights: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
              v: torch.Tensor | None = None, a: torch.Tensor | None = None, out: torch.Tensor | None = None,
-             act: int = ACT_NONE, act_param: float = 0.0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+             act: int = ACT_NONE, act_param: float = 0.0, y: torch.Tensor | None = None,
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """One pass over W_t = keep·weights - leftᵀ right of c pairs; returns (z, u), each None if not asked.
 
     weights (c, o, i) float32/float64/bfloat16/float16; keep (c,) or a (c, ·) column view; left (c, k, o),
     right (c, k, i) in the arithmetic dtype (float64 for float64 W, else float32), 0 ≤ k ≤ 3. v (c or 1, i):
     z = W_t v (c, o). out (c, o, i): W_t is written there; out may be weights itself (in place). act:
     ACT_GIVEN with a (c, o): u = W_tᵀ a; ACT_SOFTMAX: u = W_tᵀ softmax(z); an ACT_CODES value (parameter
-    act_param): u = W_tᵀ σ(z).
+    act_param): u = W_tᵀ σ(z), and σ(z) is written into y (c, o) when given.
     """
     c, rows, cols = weights.shape
     arith = torch.float64 if weights.dtype == torch.float64 else torch.float32
@@ -132,6 +133,9 @@ def row_pass(weights: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, righ
     rank = left.shape[1]
     if act in (ACT_SOFTMAX, *ACT_CODES.values()) and v is None:
         raise ValueError("σ(z) needs z: give v")
+    if y is not None and (act not in ACT_CODES.values() or y.shape != (c, rows) or y.dtype != arith
+                          or not y.is_contiguous()):
+        raise ValueError(f"y receives σ(z): a contiguous ({c}, {rows}) {arith} tensor, with an activation's act")
     if out is not None and not out.is_contiguous():
         raise ValueError("out must be contiguous (W_t is written there row by row)")
     weights, left, right = weights if out is weights else weights.contiguous(), left.contiguous(), right.contiguous()
@@ -144,7 +148,8 @@ def row_pass(weights: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, righ
     status = library().evoplastic_row_pass(
         STORAGE_CODES[weights.dtype], weights.data_ptr(), _pointer(out), keep.data_ptr(), keep.stride(0),
         left.data_ptr(), right.data_ptr(), rank, _pointer(v), 0 if v is None or shared else v.stride(0),
-        _pointer(a), _pointer(z), _pointer(u), c, rows, cols, act, float(act_param), torch.get_num_threads())
+        _pointer(a), _pointer(z), _pointer(u), _pointer(y), c, rows, cols, act, float(act_param),
+        torch.get_num_threads())
     if status:
         raise ValueError(f"the single-pass CPU step refused its arguments (rank {rank}, status {status})")
     return z, u
@@ -189,9 +194,10 @@ def cpu_step(
     ys, zs, backs = [x.expand(n, -1)], [], []
     for layer, w in enumerate(weights):
         act, param = ((ACT_SOFTMAX, 0.0) if layer == last else kernel_act) if uses_back else (ACT_NONE, 0.0)
+        y = keep.new_empty(n, w.shape[1]) if act in ACT_CODES.values() else None  # σ(z) from the pass
         z, back = pass_(w, of_layer(keep, layer, per_layer), left[layer], right[layer], v=ys[-1], out=out[layer],
-                        act=act, act_param=param)
-        ys.append(torch.softmax(z, 1) if layer == last else activation.forward(z))
+                        act=act, act_param=param, y=y)
+        ys.append(torch.softmax(z, 1) if layer == last else activation.forward(z) if y is None else y)
         zs.append(z)
         backs.append(back)
     if feedback is not None and compiled_glue is not None:

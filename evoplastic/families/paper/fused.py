@@ -45,7 +45,7 @@ COMPILED_CHUNK = 8
 """Members of one task per compiled call on CPU: their weights (0.7 MiB each on the paper
 network) stay in the last-level cache, which 16 or 32 members overflow (docs/performance.md)."""
 
-CPP_CHUNK = 32
+CPP_CHUNK = 16
 """Members of one task per call of the C++ single-pass step on CPU: its per-call cost (the vector work
 around the passes) is spread over more members than the Inductor step's, and the pass streams W
 whether or not it stays in cache (docs/performance.md)."""
