@@ -14,9 +14,14 @@
 #include <cstring>
 #include <type_traits>
 #include <vector>
-#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
-#define EVOPLASTIC_NATIVE_BF16 1
+#define EVOPLASTIC_NATIVE_F16 1  // VCVTPH2PS / VCVTPS2PH on 16 values
+#else
+#define EVOPLASTIC_NATIVE_F16 0
+#endif
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+#define EVOPLASTIC_NATIVE_BF16 1  // VCVTNEPS2BF16 on 16 values
 #else
 #define EVOPLASTIC_NATIVE_BF16 0
 #endif
@@ -58,6 +63,27 @@ inline void store_bf16(uint16_t* out, const float* in, int64_t n) {
   for (; j < n; ++j) store(out, j, in[j]);
 }
 
+// n float16 values to float and back (round to nearest even), 16 at a time with AVX-512: GCC 12 converts
+// _Float16 element by element on a CPU without AVX512-FP16, several times slower than the pass itself.
+inline void load_f16(float* out, const _Float16* in, int64_t n) {
+  int64_t j = 0;
+#if EVOPLASTIC_NATIVE_F16
+  for (; j + 16 <= n; j += 16)
+    _mm512_storeu_ps(out + j, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + j))));
+#endif
+  for (; j < n; ++j) out[j] = load(in, j);
+}
+
+inline void store_f16(_Float16* out, const float* in, int64_t n) {
+  int64_t j = 0;
+#if EVOPLASTIC_NATIVE_F16
+  for (; j + 16 <= n; j += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(in + j), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+  for (; j < n; ++j) store(out, j, in[j]);
+}
+
 template <typename A>
 inline A activation(int act, A z, A param) {
   switch (act) {
@@ -85,15 +111,19 @@ inline void form_rows(const S* w, S* out, A keep, const A (&l)[TILE_ROWS][3],
   const A* __restrict r0 = right;
   const A* __restrict r1 = right + cols;
   const A* __restrict r2 = right + 2 * cols;
-  // bfloat16 W_t is rounded from buf after the loop, by the CPU's conversion instruction where it has one
-  constexpr bool STORE_AFTER = EVOPLASTIC_NATIVE_BF16 && std::is_same_v<S, uint16_t>;
+  // 16-bit W is converted by the CPU's vector instructions where it has them: float16 W_{t-1} into buf
+  // before the loop (which reads each element of buf, then overwrites it with W_t), and float16 or
+  // bfloat16 W_t rounded from buf after it
+  constexpr bool F16 = EVOPLASTIC_NATIVE_F16 && std::is_same_v<S, _Float16>;
+  constexpr bool STORE_AFTER = F16 || (EVOPLASTIC_NATIVE_BF16 && std::is_same_v<S, uint16_t>);
+  if constexpr (F16) load_f16(buf, reinterpret_cast<const _Float16*>(w), NR * cols);
   A d0 = 0, d1 = 0, d2 = 0, d3 = 0;
 #pragma omp simd reduction(+ : d0, d1, d2, d3)
   for (int64_t j = 0; j < cols; ++j) {
     const A a0 = RANK > 0 ? r0[j] : A(0), a1 = RANK > 1 ? r1[j] : A(0), a2 = RANK > 2 ? r2[j] : A(0), vj = DOT ? v[j] : A(0);
 #define EVOPLASTIC_ROW(q, dq)                                                   \
     if (NR > q) {                                                               \
-      A x = keep * load(w + q * cols, j);                                       \
+      A x = keep * (F16 ? buf[q * cols + j] : A(load(w + q * cols, j)));        \
       if (RANK > 0) x -= l[q][0] * a0;                                          \
       if (RANK > 1) x -= l[q][1] * a1;                                          \
       if (RANK > 2) x -= l[q][2] * a2;                                          \
@@ -107,7 +137,10 @@ inline void form_rows(const S* w, S* out, A keep, const A (&l)[TILE_ROWS][3],
     EVOPLASTIC_ROW(3, d3)
 #undef EVOPLASTIC_ROW
   }
-  if constexpr (WRITE && STORE_AFTER) store_bf16(reinterpret_cast<uint16_t*>(out), buf, NR * cols);
+  if constexpr (WRITE && STORE_AFTER) {
+    if constexpr (F16) store_f16(reinterpret_cast<_Float16*>(out), buf, NR * cols);
+    else store_bf16(reinterpret_cast<uint16_t*>(out), buf, NR * cols);
+  }
   dots[0] = d0, dots[1] = d1, dots[2] = d2, dots[3] = d3;
 }
 
