@@ -101,6 +101,11 @@ inline A activation(int act, A z, A param) {
   }
 }
 
+// W_t written in the arithmetic's own type is the row buffer itself: u's pass reads it back from out (it is
+// still in L1) instead of a copy, one store per weight fewer.
+template <typename S, typename A, bool WRITE>
+constexpr bool row_in_out() { return WRITE && std::is_same_v<S, A>; }
+
 constexpr int TILE_ROWS = 4;  // rows formed together: R_k, v and u are loaded once per 4 rows of W
 
 // NR (≤ 4) rows q of W_t: buf[q][j] = keep·w[q][j] - Σ_k l[q][k] R_k[j], written to out[q] (WRITE);
@@ -116,6 +121,7 @@ inline void form_rows(const S* w, S* out, A keep, const A (&l)[TILE_ROWS][3],
   // bfloat16 W_t rounded from buf after it
   constexpr bool F16 = EVOPLASTIC_NATIVE_F16 && std::is_same_v<S, _Float16>;
   constexpr bool STORE_AFTER = F16 || (EVOPLASTIC_NATIVE_BF16 && std::is_same_v<S, uint16_t>);
+  constexpr bool ROW_IN_OUT = row_in_out<S, A, WRITE>();
   if constexpr (F16) load_f16(buf, reinterpret_cast<const _Float16*>(w), NR * cols);
   A d0 = 0, d1 = 0, d2 = 0, d3 = 0;
 #pragma omp simd reduction(+ : d0, d1, d2, d3)
@@ -127,7 +133,7 @@ inline void form_rows(const S* w, S* out, A keep, const A (&l)[TILE_ROWS][3],
       if (RANK > 0) x -= l[q][0] * a0;                                          \
       if (RANK > 1) x -= l[q][1] * a1;                                          \
       if (RANK > 2) x -= l[q][2] * a2;                                          \
-      buf[q * cols + j] = x;                                                    \
+      if (!ROW_IN_OUT) buf[q * cols + j] = x;                                   \
       if (WRITE && !STORE_AFTER) store(out + q * cols, j, x);                   \
       if (DOT) dq += x * vj;                                                    \
     }
@@ -188,7 +194,8 @@ void tile(const S* w, S* out, A keep, const A* left, const A* right, const A* v,
   if (y && act != ACT_GIVEN && act != ACT_SOFTMAX) {  // the layer's output σ(z_r): the caller needs it next
     for (int q = 0; q < NR; ++q) y[r + q] = weight[q];
   }
-  add_rows<A, NR>(u, buf, weight, cols);
+  if constexpr (row_in_out<S, A, WRITE>()) add_rows<A, NR>(u, out + r * cols, weight, cols);
+  else add_rows<A, NR>(u, buf, weight, cols);
 }
 
 template <typename S, typename A, int RANK, bool DOT, bool WRITE>
