@@ -20,9 +20,10 @@ from evoplastic.core.registry import Registry
 from evoplastic.errors import ConfigError
 from evoplastic.yamlfile import load_yaml
 
-CONFIG_VERSION = 3
-"""3: each family owns its keys (another family's are errors); 2: the family key and its sections;
-1 (no config_version): the feed-forward network's sections only."""
+CONFIG_VERSION = 4
+"""4: the paper family's es.kernel names the compiled step on every device (auto by default); 3: each family
+owns its keys (another family's are errors); 2: the family key and its sections; 1 (no config_version): the
+feed-forward network's sections only."""
 DEFAULT_FAMILY = "paper"
 """The family of a config that names none (and of every version-1 config)."""
 
@@ -328,7 +329,18 @@ def migrate(values: dict) -> dict:
         values["family"] = values.get("family", DEFAULT_FAMILY)
     if version < 3:
         values = _keep_known(values, family_schema(values.get("family", DEFAULT_FAMILY)).config_class)
+    if version < 4:
+        values = _kernel_auto(values)
     values["config_version"] = CONFIG_VERSION
+    return values
+
+
+def _kernel_auto(values: dict) -> dict:
+    """Before version 4 the paper family's es.kernel chose the CUDA step only (CPU ran its own single pass):
+    a saved 'inductor', the old default, is 'auto' now, which runs what it ran."""
+    es = values.get("es")
+    if values.get("family", DEFAULT_FAMILY) == "paper" and isinstance(es, dict) and es.get("kernel") == "inductor":
+        values = {**values, "es": {**es, "kernel": "auto"}}
     return values
 
 

@@ -66,7 +66,7 @@ def test_bench_inner_compiled_rows(capsys):
     assert main(argv) == 0
     table = capsys.readouterr().out
     rows = table_rows(table, ("no-grad", "compiled", "autograd"))
-    assert [(r[0], r[1]) for r in rows] == [("no-grad", "2"), ("compiled+cpp", "2"), ("compiled", "2"),
+    assert [(r[0], r[1]) for r in rows] == [("no-grad", "2"), ("compiled+cpp", "2"), ("compiled+inductor", "2"),
                                             ("autograd", "1")]
     assert rows[1][-3] == "compile" and "compiled (cpp) / eager no-grad at N=2" in table
     assert "compiled (inductor) / eager no-grad at N=2" in table
@@ -83,7 +83,7 @@ def test_bench_suite_rows_and_ratios(tmp_path, capsys):
     assert main(argv) == 0
     table = capsys.readouterr().out
     rows = table_rows(table.replace("per-member loop", "per-member"), ("per-member", "no-grad", "compiled", "autograd"))
-    assert [r[0] for r in rows] == ["per-member", "autograd", "no-grad", "compiled", "compiled+cpp",
+    assert [r[0] for r in rows] == ["per-member", "autograd", "no-grad", "compiled+inductor", "compiled+cpp",
                                     "compiled+cpp+bfloat16"]
     figures = json.loads(out.read_text())
     rates = [r["rate_best"] for r in figures["results"]]
@@ -122,8 +122,9 @@ def test_cuda_default_is_a_short_set_in_one_process_and_full_adds_the_rest(monke
     assert set(suite_args(monkeypatch, cuda=True).families) >= {"kcap", "spiking"}  # every registered but paper
     assert "paper" not in suite_args(monkeypatch, cuda=True).families
     quick = suite_args(monkeypatch, "--families", "kcap,spiking", cuda=True)  # another test may register more
-    assert planned(quick) == [("no-grad", 1), ("autograd", 1), ("no-grad", 2048), ("compiled+graph", 2048),
-                              ("compiled+graph+float16", 2048), ("compiled+graph+triton", 2048),
+    assert planned(quick) == [("no-grad", 1), ("autograd", 1), ("no-grad", 2048),
+                              ("compiled+graph+inductor", 2048), ("compiled+graph+inductor+float16", 2048),
+                              ("compiled+graph+triton", 2048),
                               ("compiled+graph+triton+float16", 2048)]
     assert quick.one_process and not quick.mpi and quick.families == ("kcap", "spiking")
     (group,) = plan_jobs(quick)  # one child: every shape compiles once, shared by the rows and the check
@@ -135,10 +136,11 @@ def test_cuda_default_is_a_short_set_in_one_process_and_full_adds_the_rest(monke
     assert group[7]["spec"]["per_task"] == 2048 and group[7]["spec"]["precisions"] == ["float16"]
     assert check_spec(suite_args(monkeypatch, "--members", "8192", cuda=True), 50)["tasks"] == 2  # ≤ 16384 pairs
     full = suite_args(monkeypatch, "--full", cuda=True)
-    assert planned(full) == [("no-grad", 1), ("autograd", 1), ("no-grad", 256), ("no-grad", 2048), ("compiled", 256),
-                             ("compiled", 2048), ("compiled+graph", 256), ("compiled+graph", 2048),
-                             ("compiled+graph+tf32", 2048), ("compiled+graph+bfloat16", 2048),
-                             ("compiled+graph+float16", 2048), ("compiled+graph+triton", 2048),
+    assert planned(full) == [("no-grad", 1), ("autograd", 1), ("no-grad", 256), ("no-grad", 2048),
+                             ("compiled+inductor", 256), ("compiled+inductor", 2048),
+                             ("compiled+graph+inductor", 256), ("compiled+graph+inductor", 2048),
+                             ("compiled+graph+inductor+tf32", 2048), ("compiled+graph+inductor+bfloat16", 2048),
+                             ("compiled+graph+inductor+float16", 2048), ("compiled+graph+triton", 2048),
                              ("compiled+graph+triton+bfloat16", 2048), ("compiled+graph+triton+float16", 2048)]
     assert full.mpi and full.one_process
     assert not suite_args(monkeypatch, "--no-one-process", "--families", "none", cuda=True).one_process
@@ -150,7 +152,8 @@ def test_cpu_default_is_the_full_set_with_a_fresh_process_per_row(monkeypatch):
     assert {"kcap", "spiking"} <= set(suite_args(monkeypatch).families)
     args = suite_args(monkeypatch, "--families", "kcap,spiking")  # the default, unless a test registered more
     assert planned(args) == planned(suite_args(monkeypatch, "--full")) == [
-        ("no-grad", 1), ("autograd", 1), ("no-grad", 8), ("no-grad", 32), ("compiled", 8), ("compiled", 32),
+        ("no-grad", 1), ("autograd", 1), ("no-grad", 8), ("no-grad", 32), ("compiled+inductor", 8),
+        ("compiled+inductor", 32),
         ("compiled+cpp", 8), ("compiled+cpp", 32), ("compiled+cpp+bfloat16", 32), ("compiled+cpp+float16", 32)]
     assert not args.one_process and args.mpi and args.families == ("kcap", "spiking")
     groups = plan_jobs(args)  # 10 paper rows, the check, kcap at 1, 16, 64 and spiking at 1, 8, each + autograd

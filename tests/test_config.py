@@ -120,7 +120,7 @@ def test_theta_init_per_layer_takes_one_block_or_every_coordinate():
     (["rule.feedback_terms=hebb,nope"], r"rule.feedback_terms: unknown feedback term 'nope'; use none, kp, all"),
     (["rule.feedback_terms=kp", "es.compile=true"], r"es.compile=true fuses the paper's ten terms only"),
     (["rule.terms=generated", "es.compile=true"], r"set es.compile=false"),
-    (["rule.per_layer=true", "es.compile=true", "es.cuda_graph=true", "device=cuda"], r"Inductor step only"),
+    (["rule.per_layer=true", "es.compile=true", "es.cuda_graph=true", "device=cuda"], r"Inductor or C\+\+ step only"),
     (["es.term_scale=[1,2,3]"], r"es.term_scale needs 10 values .* or 34"),
 ])
 def test_new_rule_spaces_refuse_what_they_cannot_do(override, message):

@@ -35,6 +35,17 @@ def test_a_config_from_a_newer_version_is_refused():
         migrate({"config_version": CONFIG_VERSION + 1})
 
 
+@pytest.mark.parametrize("saved, loaded", [("inductor", "auto"), ("triton", "triton")])
+def test_a_version_3_kernel_runs_what_it_ran(saved, loaded):
+    """Version 3 saved es.kernel=inductor by default and ran the C++ step on CPU whatever it said: it loads as
+    auto (that step on CPU, Inductor on CUDA); other values are kept."""
+    values = {"config_version": 3, "family": "paper", "device": "cuda", "dtype": "float32",
+              "es": {"compile": True, "kernel": saved}}
+    cfg = config_from_dict(values)
+    assert cfg.es.kernel == loaded and cfg.config_version == CONFIG_VERSION
+    assert values["es"]["kernel"] == saved  # the saved mapping is not modified
+
+
 def test_a_version_1_run_resumes_and_continues(tmp_path):
     path = tmp_path / "run_v1"
     shutil.copytree(V1_RUN, path)

@@ -315,9 +315,9 @@ def test_float64_factors_are_refused():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["es.kernel=cuda"], "unknown es.kernel 'cuda'; choose one of: inductor, triton"),
-    (["es.kernel=triton", "dtype=float32", "device=cuda"], "set es.compile=true, or es.kernel=inductor"),
-    (["es.kernel=triton", "dtype=float32", "es.compile=true"], r"set device=cuda \(or auto\), or"),
+    (["es.kernel=cuda"], "unknown es.kernel 'cuda'; choose one of: auto, cpp, inductor, triton"),
+    (["es.kernel=triton", "dtype=float32", "device=cuda"], "set es.compile=true, or es.kernel=auto"),
+    (["es.kernel=triton", "dtype=float32", "es.compile=true"], r"set device=cuda \(or auto\), or es.kernel=auto"),
     (["es.kernel=triton", "device=cuda", "es.compile=true"], "set dtype=float32, or"),
 ])
 def test_kernel_option_is_checked(overrides, message):

@@ -21,14 +21,14 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from evoplastic.families.paper.config import NetworkConfig, TaskConfig
 from evoplastic.families.paper.data import DATA_ENV, OFFLINE_NPZ, Dataset, data_directory, load_dataset
-from evoplastic.families.paper.fused import FusedOptions
+from evoplastic.families.paper.fused import FusedOptions, kernel_calls
 from evoplastic.families.paper.inner import run_episode
 from evoplastic.families.paper.network import Activation, NetworkState, init_network, make_activation, n_weights
 from evoplastic.families.paper.rules import DEFAULT_TERM_SCALE, resolve_terms
@@ -66,14 +66,14 @@ class Case:
     dataset: str = ""
     """task.dataset spec of the tasks; empty for the EMNIST subset when present (emnist_subset)."""
     kernel: str = "inductor"
-    """Compiled rows: the step's kernel, inductor, triton (the single pass on CUDA) or cpp (on CPU)."""
+    """Compiled rows: the step's kernel, inductor, triton (the single pass on CUDA) or cpp (on CPU, in place)."""
 
     @property
     def label(self) -> str:
-        """Row name: mode, plus the CUDA graph and a non-float32 precision."""
+        """Row name: mode, plus the CUDA graph, the compiled step's kernel and a non-float32 precision."""
         name = {"nograd": "no-grad", "compiled": "compiled"}.get(self.mode, self.mode)
         precision = "" if self.precision == "float32" else f"+{self.precision}"
-        kernel = f"+{self.kernel}" if self.mode == "compiled" and self.kernel != "inductor" else ""
+        kernel = f"+{self.kernel}" if self.mode == "compiled" else ""
         return name + ("+graph" if self.cuda_graph else "") + kernel + precision
 
     @classmethod
@@ -99,6 +99,21 @@ class Result:
     data: str
     compile_seconds: float = 0.0
     """Compiled rows: wall time of the priming call (compilation + one online step)."""
+    kernels_ran: tuple[str, ...] = ()
+    """Compiled rows: the steps that computed the timed episodes (fused.kernel_calls): the case's kernel, or
+    what it fell back to (cpp-2buf, inductor) after a failed build or self-check."""
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Result:
+        """Rebuild from its JSON form (case a dict, kernels_ran a list)."""
+        return cls(**{**values, "case": Case.from_dict(values["case"]),
+                      "kernels_ran": tuple(values.get("kernels_ran", ()))})
+
+    @property
+    def fallback_note(self) -> str:
+        """'  ran: …' when a compiled row's timed episodes ran another step than its kernel, else ''."""
+        ran = [k for k in self.kernels_ran if k != self.case.kernel]
+        return f"  ran: {','.join(self.kernels_ran)}" if self.case.mode == "compiled" and ran else ""
 
 
 def emnist_subset() -> Path | None:
@@ -146,12 +161,19 @@ def data_source(dims: tuple[int, ...], spec: str = "") -> str:
                     else "synthetic (uniform noise, 47 classes)")
 
 
+def compiled_options(case: Case) -> FusedOptions:
+    """FusedOptions of a compiled row; kernel cpp-2buf is the C++ step with two buffers (its fallback)."""
+    two_buffers = case.kernel == "cpp-2buf"
+    options = FusedOptions.for_precision(case.precision, case.cuda_graph, "cpp" if two_buffers else case.kernel)
+    return replace(options, in_place=False) if two_buffers else options
+
+
 def episode(case: Case, theta: torch.Tensor, tasks: TaskBatch, init: NetworkState,
             activation: Activation) -> tuple[float, float]:
     """One no-grad (eager or compiled) or autograd (forward + backward) episode; mean query loss and accuracy."""
     terms = resolve_terms(case.rule)
     if case.mode in ("nograd", "compiled"):
-        options = case.mode == "compiled" and FusedOptions.for_precision(case.precision, case.cuda_graph, case.kernel)
+        options = case.mode == "compiled" and compiled_options(case)
         with torch.no_grad(), matmul_precision(case.precision, theta.device):
             result = run_episode(theta, terms, tasks, init, activation, compiled=options)
     else:
@@ -209,11 +231,13 @@ def measure(case: Case) -> Result:
     sync()
     compile_seconds = time.perf_counter() - start if case.mode == "compiled" else 0.0
     scores: list[tuple[float, float]] = []
+    calls = kernel_calls()
     baseline = reset_peak(device)
     times = time_calls(lambda: scores.append(episode(case, theta, tasks, init, activation)), case.min_seconds, sync)
     peak, n, median = read_peak(device), case.members, statistics.median(times)
+    ran = tuple(sorted(k for k, count in kernel_calls().items() if count > calls.get(k, 0)))
     return Result(case, len(times), median, min(times), n / median, n / min(times), peak, peak - baseline,
-                  *scores[-1], data, compile_seconds)
+                  *scores[-1], data, compile_seconds, ran)
 
 
 def run_case(case: Case) -> Result:
@@ -225,7 +249,7 @@ def run_case(case: Case) -> Result:
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark case {case} failed:\n{proc.stderr[-3000:]}")
     fields = json.loads(proc.stdout.strip().splitlines()[-1])
-    return Result(**{**fields, "case": Case.from_dict(fields["case"])})
+    return Result.from_dict(fields)
 
 
 def hardware(device: str, threads: int) -> dict:
@@ -253,13 +277,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=False,
                    help="also time the compiled no-grad path (run_episode(compiled=True)) at each N")
     p.add_argument("--kernel", default=None,
-                   help="compiled rows' step, comma-separated: cpp (C++ single pass, CPU), inductor, triton (CUDA) "
-                        "(default cpp on CPU, inductor on CUDA: what es.compile=true runs)")
+                   help="compiled rows' step, comma-separated: cpp (C++ single pass in place, CPU), cpp-2buf (the "
+                        "same with two buffers), inductor, triton (CUDA) (default cpp on CPU, inductor on CUDA: "
+                        "what es.compile=true runs)")
     p.add_argument("--json", type=Path, default=None, help="write all figures to this JSON file")
     args = p.parse_args(argv)
     args.kernel = tuple((args.kernel or ("inductor" if args.device.startswith("cuda") else "cpp")).split(","))
-    if set(args.kernel) - {"cpp", "inductor", "triton"}:
-        p.error(f"unknown --kernel {','.join(args.kernel)}; choose from cpp, inductor, triton")
+    if set(args.kernel) - {"cpp", "cpp-2buf", "inductor", "triton"}:
+        p.error(f"unknown --kernel {','.join(args.kernel)}; choose from cpp, cpp-2buf, inductor, triton")
     try:
         resolve_terms(args.rule)
     except ValueError as err:
@@ -311,7 +336,8 @@ def format_row(r: Result) -> str:
     compiled = f"  compile {r.compile_seconds:.1f} s" if c.mode == "compiled" else ""
     return (f"{c.label:24}{c.members:>5}{c.k_shot * N_WAY:>7}{r.reps:>6}"
             f"{r.seconds_median:>10.3f}{r.rate_median:>11.2f}{r.rate_best:>9.2f}{r.peak_mib:>10.1f}"
-            f"{r.increase_mib:>10.1f}{r.increase_mib / c.members:>9.2f}{r.query_accuracy:>8.3f}{flag}{compiled}")
+            f"{r.increase_mib:>10.1f}{r.increase_mib / c.members:>9.2f}{r.query_accuracy:>8.3f}{flag}{compiled}"
+            f"{r.fallback_note}")
 
 
 def report(args: argparse.Namespace, hw: dict, results: list[Result]) -> dict:

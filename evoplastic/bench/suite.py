@@ -303,7 +303,8 @@ class Report:
               f"buffer larger than the caches), {self.machine.flop_rate / 1e9:.1f} GFLOP/s float32 matmul; "
               f"{eager.flops / 1e6:.4g} MFLOP per member-episode")
         print("roofline % = best rate / min(FLOP ceiling, bytes ceiling) for the row's passes over W "
-              "(docs/performance.md); data that stays in cache can beat the bytes ceiling")
+              "(docs/performance.md; +cpp and +triton rows: the single-pass ceiling, one read and one write of W "
+              "per step); data that stays in cache can beat the bytes ceiling")
         where = "all rows in one process" if args.one_process else "each row in a fresh process"
         print(f"rows print as they complete ({where}; {'full set' if args.full else 'default set'})\n")
         print(f"{'path':24}{'N':>6}{'member-ep/s':>13}{'x per-member':>14}{'x autograd':>12}{'roofline %':>12}"
@@ -323,12 +324,12 @@ class Report:
         return (f"{name:24}{r.case.members:>6}{r.rate_best:>13.2f}{r.rate_best / self.per_member.rate_best:>14.2f}"
                 f"{r.rate_best / self.autograd.rate_best:>12.1f}{roofline:>12.1f}"
                 f"{r.increase_mib / r.case.members:>13.2f}{r.query_accuracy:>10.3f}"
-                + (f"  (compile {r.compile_seconds:.0f} s)" if r.case.mode == "compiled" else ""))
+                + (f"  (compile {r.compile_seconds:.0f} s)" if r.case.mode == "compiled" else "") + r.fallback_note)
 
     def add(self, message: dict) -> None:
         """Print what a child reported: paper rows once the per-member and autograd rates are known."""
         if message["kind"] == "case":
-            self.results.append(Result(**{**message["result"], "case": Case.from_dict(message["result"]["case"])}))
+            self.results.append(Result.from_dict(message["result"]))
             if self.per_member and self.autograd:
                 for r in self.results[self.printed:]:
                     print(self.row(r), flush=True)

@@ -117,8 +117,10 @@ class PaperESConfig(ESConfig):
     """With compile on CUDA: replay each chunk's whole online phase from one captured CUDA graph."""
     precision: str = "float32"
     """float32; tf32 (CUDA matmuls in TF32); bfloat16 or float16 (W stored in 16 bits, needs compile)."""
-    kernel: str = "inductor"
-    """Compiled step on CUDA: inductor (torch.compile fuses it) or triton (one read + write of W per step)."""
+    kernel: str = "auto"
+    """The compiled step: auto (cpp on CPU, inductor on CUDA), cpp (CPU: a C++ pass reads and writes W once
+    per step, built with the system C++ compiler), inductor (torch.compile fuses the step) or triton (CUDA:
+    one read + write of W per step)."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,9 @@ def mixture_entry(entry: str) -> tuple[str, tuple[int, ...]]:
 
 PRECISIONS = ("float32", "tf32", "bfloat16", "float16")
 """es.precision values (evoplastic.precision implements them)."""
+
+KERNELS = ("auto", "cpp", "inductor", "triton")
+"""es.kernel values (evoplastic.families.paper.fused.resolve_kernel picks auto's per device)."""
 
 
 AUGMENT_INTENSITY = ("erode:1", "erode:2", "dilate:1", "dilate:2", "contrast:0.3", "contrast:0.5", "contrast:2", "none")
@@ -279,8 +284,8 @@ def validate(cfg: Any) -> None:
     if cfg.es.compile and not space.fusable:
         raise ValueError("es.compile=true fuses the paper's ten terms only; rule.feedback_terms, generated terms "
                          "(10+) and rule.plugin_terms run the plain batched loop: set es.compile=false")
-    if space.per_layer and (cfg.es.kernel != "inductor" or cfg.es.cuda_graph):
-        raise ValueError("rule.per_layer=true compiles with the Inductor step only; set es.kernel=inductor and "
+    if space.per_layer and (cfg.es.kernel == "triton" or cfg.es.cuda_graph):
+        raise ValueError("rule.per_layer=true compiles with the Inductor or C++ step only; set es.kernel=auto and "
                          "es.cuda_graph=false")
     if cfg.outer == "adam":
         check_differentiable(net)
@@ -316,12 +321,17 @@ def _check_speed_options(cfg: Any) -> None:
         raise ValueError("es.cuda_graph=true captures the compiled step; set es.compile=true as well")
     if es.cuda_graph and cfg.device == "cpu":
         raise ValueError("es.cuda_graph=true needs a GPU; set device=cuda (or auto), or es.cuda_graph=false")
-    _choice(es.kernel, ("inductor", "triton"), "es.kernel")
+    _choice(es.kernel, KERNELS, "es.kernel")
     missing = [fix for fix, ok in (("es.compile=true", es.compile), ("device=cuda (or auto)", cfg.device != "cpu"),
                                    ("dtype=float32", cfg.dtype == "float32")) if not ok]
     if es.kernel == "triton" and missing:
         raise ValueError(f"es.kernel=triton replaces the compiled step on a GPU, in float32 arithmetic; set "
-                         f"{' and '.join(missing)}, or es.kernel=inductor")
+                         f"{' and '.join(missing)}, or es.kernel=auto")
+    if es.kernel == "cpp" and cfg.device.startswith("cuda"):
+        raise ValueError(f"es.kernel=cpp is the CPU's compiled step, but device={cfg.device}; set device=cpu, or "
+                         "es.kernel=auto (Inductor on CUDA) or triton")
+    if es.kernel == "cpp" and not es.compile:
+        raise ValueError("es.kernel=cpp chooses the compiled step; set es.compile=true as well")
     if es.compile and cfg.network.activation not in ACTIVATION_NAMES:
         raise ValueError(f"es.compile=true fuses the built-in activations only; network.activation="
                          f"{cfg.network.activation} is a plug-in: set es.compile=false")

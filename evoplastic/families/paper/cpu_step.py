@@ -3,7 +3,9 @@
 fused.fused_step leaves it to Inductor to fuse a layer's products, which reads W three times and
 writes it once per step. Here cpu_row_pass.cpp walks the rows of W_{t-1} for c pairs of one task
 and, for each row r, forms the row of W_t = keep·W_{t-1} - Σ_k L_k ⊗ R_k (the pending update of the
-previous step, as in fused_step) in a small buffer, writes it into the other buffer, takes
+previous step, as in fused_step) in a small buffer, writes it back over the same row (in place, the
+default: one buffer, half the memory traffic of two when a chunk's W fits in cache) or into a second
+buffer, takes
 z_r = row·y_{ℓ-1} and, when the rule needs u = W_tᵀ y_ℓ (T6, T7, T9), adds σ(z_r)·row to u (the
 output layer's softmax against a running maximum). The vector work (σ, errors, factors) stays in
 torch (step_errors.errors_and_factors), compiled around the pass by torch.compile, which sees the pass
@@ -71,10 +73,15 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
+def find_compiler() -> str | None:
+    """The C++ compiler the pass is built with: $CXX, else c++ or g++ on the PATH; None if there is none."""
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
     """The built row pass (built on first call, reused from the cache afterwards); RuntimeError if it cannot be."""
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    compiler = find_compiler()
     if compiler is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++): the single-pass CPU step needs one")
     source = SOURCE.read_bytes()
@@ -95,7 +102,7 @@ def library() -> ctypes.CDLL:
     lib.evoplastic_row_pass.restype = ctypes.c_int
     lib.evoplastic_row_pass.argtypes = [
         ctypes.c_int, *[ctypes.c_void_p] * 3, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
-        ctypes.c_void_p, ctypes.c_int64, *[ctypes.c_void_p] * 3, *[ctypes.c_int64] * 3, ctypes.c_int,
+        ctypes.c_void_p, ctypes.c_int64, *[ctypes.c_void_p] * 4, *[ctypes.c_int64] * 3, ctypes.c_int,
         ctypes.c_double, ctypes.c_int]
     return lib
 
@@ -106,13 +113,15 @@ def _pointer(t: torch.Tensor | None) -> int | None:
 
 def row_pass(weights: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
              v: torch.Tensor | None = None, a: torch.Tensor | None = None, out: torch.Tensor | None = None,
-             act: int = ACT_NONE, act_param: float = 0.0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+             act: int = ACT_NONE, act_param: float = 0.0, y: torch.Tensor | None = None,
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """One pass over W_t = keep·weights - leftᵀ right of c pairs; returns (z, u), each None if not asked.
 
     weights (c, o, i) float32/float64/bfloat16/float16; keep (c,) or a (c, ·) column view; left (c, k, o),
-    right (c, k, i) in the arithmetic dtype (float64 for float64 W, else float32), k ≤ 3. v (c or 1, i):
-    z = W_t v (c, o). out (c, o, i), not weights: W_t is written there. act: ACT_GIVEN with a (c, o):
-    u = W_tᵀ a; ACT_SOFTMAX: u = W_tᵀ softmax(z); an ACT_CODES value (parameter act_param): u = W_tᵀ σ(z).
+    right (c, k, i) in the arithmetic dtype (float64 for float64 W, else float32), 0 ≤ k ≤ 3. v (c or 1, i):
+    z = W_t v (c, o). out (c, o, i): W_t is written there; out may be weights itself (in place). act:
+    ACT_GIVEN with a (c, o): u = W_tᵀ a; ACT_SOFTMAX: u = W_tᵀ softmax(z); an ACT_CODES value (parameter
+    act_param): u = W_tᵀ σ(z), and σ(z) is written into y (c, o) when given.
     """
     c, rows, cols = weights.shape
     arith = torch.float64 if weights.dtype == torch.float64 else torch.float32
@@ -124,19 +133,23 @@ def row_pass(weights: torch.Tensor, keep: torch.Tensor, left: torch.Tensor, righ
     rank = left.shape[1]
     if act in (ACT_SOFTMAX, *ACT_CODES.values()) and v is None:
         raise ValueError("σ(z) needs z: give v")
-    weights, left, right = weights.contiguous(), left.contiguous(), right.contiguous()
+    if y is not None and (act not in ACT_CODES.values() or y.shape != (c, rows) or y.dtype != arith
+                          or not y.is_contiguous()):
+        raise ValueError(f"y receives σ(z): a contiguous ({c}, {rows}) {arith} tensor, with an activation's act")
+    if out is not None and not out.is_contiguous():
+        raise ValueError("out must be contiguous (W_t is written there row by row)")
+    weights, left, right = weights if out is weights else weights.contiguous(), left.contiguous(), right.contiguous()
     keep = keep.contiguous() if keep.dim() == 1 else keep.reshape(c, -1).contiguous()
     shared = v is not None and (v.shape[0] == 1 or v.stride(0) == 0)  # one v for every pair (the input x)
     v = None if v is None else (v[:1] if shared else v).to(arith).contiguous()
     a = None if a is None else a.to(arith).contiguous()
     z = weights.new_empty(c, rows, dtype=arith) if v is not None else None
     u = weights.new_empty(c, cols, dtype=arith) if act != ACT_NONE else None
-    if out is not None and not out.is_contiguous():
-        raise ValueError("out must be contiguous")
     status = library().evoplastic_row_pass(
         STORAGE_CODES[weights.dtype], weights.data_ptr(), _pointer(out), keep.data_ptr(), keep.stride(0),
         left.data_ptr(), right.data_ptr(), rank, _pointer(v), 0 if v is None or shared else v.stride(0),
-        _pointer(a), _pointer(z), _pointer(u), c, rows, cols, act, float(act_param), torch.get_num_threads())
+        _pointer(a), _pointer(z), _pointer(u), _pointer(y), c, rows, cols, act, float(act_param),
+        torch.get_num_threads())
     if status:
         raise ValueError(f"the single-pass CPU step refused its arguments (rank {rank}, status {status})")
     return z, u
@@ -169,7 +182,8 @@ def cpu_step(
     direct: bool = False,
     compiled_glue: Callable | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """fused.fused_step with its passes over W done by the C++ row pass: same arguments and result.
+    """fused.fused_step with its passes over W done by the C++ row pass: same arguments and result, except
+    that out may be weights itself (each out[ℓ] is weights[ℓ]: the step runs in place).
 
     kernel_act is kernel_activation(activation), resolved once outside; compiled_glue, when given, is
     glue under torch.compile, used for fixed feedback (bp reads B_t = W_t through the pass, eagerly).
@@ -180,18 +194,27 @@ def cpu_step(
     ys, zs, backs = [x.expand(n, -1)], [], []
     for layer, w in enumerate(weights):
         act, param = ((ACT_SOFTMAX, 0.0) if layer == last else kernel_act) if uses_back else (ACT_NONE, 0.0)
+        y = keep.new_empty(n, w.shape[1]) if act in ACT_CODES.values() else None  # σ(z) from the pass
         z, back = pass_(w, of_layer(keep, layer, per_layer), left[layer], right[layer], v=ys[-1], out=out[layer],
-                        act=act, act_param=param)
-        ys.append(torch.softmax(z, 1) if layer == last else activation.forward(z))
+                        act=act, act_param=param, y=y)
+        ys.append(torch.softmax(z, 1) if layer == last else activation.forward(z) if y is None else y)
         zs.append(z)
         backs.append(back)
     if feedback is not None and compiled_glue is not None:
         return compiled_glue(feedback, ys, zs, backs, theta_full, target, slope)
-    # bp: B_t = W_t, a second read of W_{t-1} with the pending update
-    bp_back = lambda layer, e: pass_(weights[layer], of_layer(keep, layer, per_layer), left[layer], right[layer],
-                                     a=e, act=ACT_GIVEN)[1]
     return errors_and_factors(weights, feedback, ys, zs, backs, theta_full, target, slope, terms, activation,
-                              direct, bp_back)
+                              direct, functools.partial(_bp_back, weights, out, keep, left, right))
+
+
+def _bp_back(weights: list[torch.Tensor], out: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tensor],
+             right: list[torch.Tensor], layer: int, e: torch.Tensor) -> torch.Tensor:
+    """bp's B_tᵀ e = W_tᵀ e, a second pass over the layer: over W_t itself when the step ran in place (its W_{t-1}
+    is gone), else over W_{t-1} with the pending update applied again."""
+    if out[layer] is weights[layer]:
+        return row_pass(weights[layer], keep.new_ones(e.shape[0]), left[layer][:, :0], right[layer][:, :0], a=e,
+                        act=ACT_GIVEN)[1]
+    return row_pass(weights[layer], of_layer(keep, layer, keep.dim() == 2), left[layer], right[layer], a=e,
+                    act=ACT_GIVEN)[1]
 
 
 def make_step(terms: tuple[int, ...], activation: Activation, direct: bool = False,

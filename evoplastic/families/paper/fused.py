@@ -21,7 +21,9 @@ On CUDA, ``FusedOptions.cuda_graph`` captures a chunk's whole online phase as on
 ``FusedOptions.kernel="triton"`` replaces the products by one Triton row pass per layer
 (``evoplastic.families.paper.triton_step``: W read and written once per step).
 On CPU, ``FusedOptions.kernel="cpp"`` (what es.compile=true runs there) does the same with a C++
-row pass (``evoplastic.families.paper.cpu_step``).
+row pass (``evoplastic.families.paper.cpu_step``), in place by default (``FusedOptions.in_place``):
+the pass reads each row of W_{t-1} before it writes that row of W_t and runs outside any compiler,
+so one buffer serves, its self-check runs in place too, and a failure falls back to two buffers.
 """
 
 from __future__ import annotations
@@ -43,13 +45,14 @@ COMPILED_CHUNK = 8
 """Members of one task per compiled call on CPU: their weights (0.7 MiB each on the paper
 network) stay in the last-level cache, which 16 or 32 members overflow (docs/performance.md)."""
 
-CPP_CHUNK = 32
+CPP_CHUNK = 16
 """Members of one task per call of the C++ single-pass step on CPU: its per-call cost (the vector work
-around the passes) is spread over more members than the Inductor step's, and the pass streams W
-whether or not it stays in cache (docs/performance.md)."""
+around the passes) is spread over twice the Inductor step's members, while in place the chunk's W
+(11 MiB in float32 on the paper network) stays mostly in the last-level cache; 32 ran no faster
+(docs/performance.md)."""
 
 CPU_KERNEL = "cpp"
-"""The step es.compile=true runs on CPU: the C++ single pass (the Inductor step when it cannot be built)."""
+"""The step es.kernel=auto runs on CPU: the C++ single pass (the Inductor step when it cannot be built)."""
 
 FOLD_SLICE = 64
 """Members per slice when the last update is folded into 16-bit weights (bounds the float32 temporary)."""
@@ -63,6 +66,8 @@ _CHECKED: set[tuple] = set()
 each is a separate specialisation of torch.compile, so each is checked at its first use."""
 _FALLBACKS: list[str] = []
 """What self_check rejected in this process, for the run record (meta.json)."""
+_RAN: dict[str, int] = {}
+"""Calls of learn that each compiled step (FusedOptions.label) computed in this process, for the run record."""
 
 SELF_CHECK_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 """Largest accepted |compiled - eager| / max|eager| per weight storage dtype; a step that reads
@@ -149,11 +154,38 @@ class FusedOptions:
     """inductor: Inductor fuses fused_step; triton: triton_step's row pass reads and writes W once per step
     (float32 θ; CUDA, or CPU under TRITON_INTERPRET=1); cpp: cpu_step's C++ row pass does so on CPU. Either
     single pass falls back to inductor if it fails."""
+    in_place: bool = True
+    """The C++ step writes W_t over W_{t-1} (one buffer per layer, checked in place by self_check); False, or a
+    failed check, keeps two buffers. The Inductor and Triton steps always use two."""
+
+    @property
+    def label(self) -> str:
+        """The step these options run, as benches and run records name it: inductor, triton, cpp or cpp-2buf."""
+        return "cpp-2buf" if self.kernel == "cpp" and not self.in_place else self.kernel
 
     @classmethod
     def for_precision(cls, precision: str, cuda_graph: bool = False, kernel: str = "inductor") -> FusedOptions:
         """Options for an es.precision name (its weight storage; TF32 is matmul_precision's part)."""
         return cls(cuda_graph=cuda_graph, weight_dtype=weight_dtype(precision), kernel=kernel)
+
+
+def resolve_kernel(kernel: str, device: torch.device) -> str:
+    """The compiled step es.kernel names on this device (auto: cpp on CPU, inductor elsewhere); ValueError, saying
+    what to set, for a step this device or machine cannot run."""
+    if kernel == "auto":
+        return CPU_KERNEL if device.type == "cpu" else "inductor"
+    if kernel == "cpp" and device.type != "cpu":
+        raise ValueError(f"es.kernel=cpp is the CPU's compiled step, but the run is on {device.type}; set "
+                         "es.kernel=auto (Inductor there) or triton, or device=cpu")
+    if kernel == "triton" and device.type != "cuda":
+        raise ValueError(f"es.kernel=triton needs a GPU, but the run is on {device.type}; set es.kernel=auto")
+    if kernel == "cpp":
+        from evoplastic.families.paper.cpu_step import find_compiler
+
+        if find_compiler() is None:
+            raise ValueError("es.kernel=cpp builds a C++ pass at first use, but no C++ compiler was found: install "
+                             "g++ (or set CXX to one), or set es.kernel=inductor")
+    return kernel
 
 
 def fold(weights: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tensor],
@@ -173,18 +205,19 @@ def fold(weights: list[torch.Tensor], keep: torch.Tensor, left: list[torch.Tenso
 
 def online_phase(weights: list[torch.Tensor], feedback: list[torch.Tensor] | None, theta_full: torch.Tensor,
                  keep: torch.Tensor, x: torch.Tensor, target: torch.Tensor, slope: torch.Tensor, *,
-                 step: Callable, rank: int) -> None:
+                 step: Callable, rank: int, in_place: bool = False) -> None:
     """All S online steps of c pairs of one task, in place on weights (c, o, i); x, slope (S, D).
 
     Steps alternate between weights and one scratch copy (a step never writes what it reads);
-    the result is copied back when S is odd. Its allocations happen in the same order on every
-    call, so that it can be captured as a CUDA graph and replayed on the same addresses.
+    the result is copied back when S is odd. in_place: the step writes W_t over W_{t-1} (the C++
+    step), so weights is both buffers. Its allocations happen in the same order on every call, so
+    that it can be captured as a CUDA graph and replayed on the same addresses.
     """
     c = theta_full.shape[0]
     left = [w.new_zeros(c, rank, w.shape[1], dtype=theta_full.dtype) for w in weights]
     right = [w.new_zeros(c, rank, w.shape[2], dtype=theta_full.dtype) for w in weights]
     no_decay = torch.ones_like(keep)
-    current, spare = weights, [torch.empty_like(w) for w in weights] if x.shape[0] else []
+    current, spare = weights, weights if in_place else [torch.empty_like(w) for w in weights] if x.shape[0] else []
     for s in range(x.shape[0]):
         left, right = step(current, spare, feedback, left, right, keep if s else no_decay, theta_full,
                            x[s: s + 1], target[s: s + 1], slope[s: s + 1])
@@ -255,17 +288,19 @@ inputs, as online_phase does (torch 2.11's miscompiled variant showed only from 
 
 def self_check(compiled: Callable, eager: Callable, theta_full: torch.Tensor, init_weights: list[torch.Tensor],
                feedback: list[torch.Tensor] | None, x: torch.Tensor, target: torch.Tensor, slope: torch.Tensor,
-               rank: int, weight_dtype: torch.dtype) -> float:
+               rank: int, weight_dtype: torch.dtype, in_place: bool = False) -> float:
     """Largest relative difference of SELF_CHECK_STEPS compiled and eager steps from a non-zero pending update.
 
     Raises SelfCheckError when it exceeds SELF_CHECK_TOLERANCE for weight_dtype. x, target,
     slope (1, ·) one sample, presented at every step; the compiled step is compiled here for
-    these shapes, once.
+    these shapes, once. in_place: the compiled step is given one buffer to read and write, as
+    online_phase gives it; the eager step always two.
     """
     weights, left, right, keep = self_check_inputs(theta_full, init_weights, rank, weight_dtype)
     results = []
     for step in (compiled, eager):
-        current, spare = [w.clone() for w in weights], [torch.zeros_like(w) for w in weights]
+        current = [w.clone() for w in weights]
+        spare = current if in_place and step is compiled else [torch.zeros_like(w) for w in weights]
         factors = ([u.clone() for u in left], [v.clone() for v in right])
         for _ in range(SELF_CHECK_STEPS):
             factors = step(current, spare, feedback, *factors, keep, theta_full, x, target, slope)
@@ -298,16 +333,33 @@ def self_check_shape(key: tuple, step: Callable, weight_dtype: torch.dtype, thet
     signature = check_signature(key, theta_full, init_weights, feedback, x, weight_dtype)
     if signature in _CHECKED or x.shape[0] == 0:
         return
-    terms, activation, direct = key[:3]
+    terms, activation, direct, _, in_place = key
     eager = functools.partial(fused_step, terms=terms, activation=activation, direct=direct)
     self_check(step, eager, theta_full, init_weights, feedback, x[:1], target[:1], slope[:1], update_rank(terms),
-               weight_dtype)
+               weight_dtype, in_place)
     _CHECKED.add(signature)
 
 
 def compile_fallbacks() -> list[str]:
     """Messages of the compiled steps this process refused (failed to compile or failed self_check)."""
     return list(_FALLBACKS)
+
+
+def kernels_run() -> list[str]:
+    """FusedOptions.label of every compiled step that computed episodes in this process (after any fallback)."""
+    return sorted(_RAN)
+
+
+def kernel_calls() -> dict[str, int]:
+    """Calls of learn each compiled step computed so far, by FusedOptions.label (benches difference two reads)."""
+    return dict(_RAN)
+
+
+def _ran(options: FusedOptions, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+    """weights, with the step that computed them recorded (compiled steps only)."""
+    if options.compile:
+        _RAN[options.label] = _RAN.get(options.label, 0) + 1
+    return weights
 
 
 def _recompile_limit() -> dict:
@@ -381,6 +433,22 @@ def _learn_captured(phase: Callable, options: FusedOptions, key: tuple, weight_d
         return None
 
 
+def step_key(terms: tuple[int, ...], activation: Activation, direct: bool, options: FusedOptions) -> tuple:
+    """(terms, activation, direct, kernel, in place): what a compiled step is cached, checked and refused by."""
+    return terms, activation, direct, options.kernel, options.kernel == "cpp" and options.in_place
+
+
+def _fallback(options: FusedOptions) -> tuple[FusedOptions, str, str] | None:
+    """The step to try when options' step fails, what failed and what runs instead: the C++ step in place,
+    then with two buffers, then the Inductor step (as a Triton step does); None after the Inductor step."""
+    if options.kernel == "cpp" and options.in_place:
+        return replace(options, in_place=False), "C++ single-pass step in place", "the two-buffer C++ step"
+    if options.kernel != "inductor":
+        what = "Triton step" if options.kernel == "triton" else "C++ single-pass step"
+        return replace(options, kernel="inductor"), what, "the Inductor step"
+    return None
+
+
 def learn(
     theta_full: torch.Tensor,
     terms: tuple[int, ...],
@@ -398,37 +466,37 @@ def learn(
     (T, S, n_out). Runs under no_grad (no graph is wanted here). The weights come back in θ's
     dtype whatever options.weight_dtype. A failed CUDA-graph capture warns once and runs uncaptured;
     a compiled step that fails to compile, or fails self_check at the first use of any of its shapes,
-    warns once and returns None from then on (a Triton step: runs the Inductor step from then on).
+    warns once and returns None from then on (a Triton or C++ step: runs the next of _fallback from then on).
     """
     copies = theta_full.shape[0] // train_x.shape[0]
     chunk = default_chunk(theta_full.device, options.kernel) if options.chunk is None else options.chunk
     chunk = min(chunk or copies, copies)
     keep = 1 - theta_full[..., 3] if 3 in terms else theta_full.new_ones(theta_full.shape[:-1])  # (N,) or (N, L)
     weight_dtype = options.weight_dtype or theta_full.dtype
-    key = (terms, activation, init.direct, options.kernel)
-    if options.compile and options.kernel != "inductor" and key in _FAILED:
-        options, key = replace(options, kernel="inductor"), (*key[:3], "inductor")
+    key = step_key(terms, activation, init.direct, options)
+    while options.compile and key in _FAILED and (fallback := _fallback(options)) is not None:
+        options = fallback[0]
+        key = step_key(terms, activation, init.direct, options)
     if options.compile and key in _FAILED:
         return None
     try:
         with torch.no_grad(), torch._dynamo.config.patch(**_recompile_limit()):
             step = step_function(terms, activation, options.compile, init.direct, options.kernel)
             check = functools.partial(self_check_shape, key, step, weight_dtype) if options.compile else None
-            phase = functools.partial(online_phase, step=step, rank=update_rank(terms))
+            phase = functools.partial(online_phase, step=step, rank=update_rank(terms), in_place=key[-1])
             args = (theta_full, keep, train_x, targets, input_slopes, init, chunk, check)
             if options.cuda_graph and static.usable(key):
                 captured = _learn_captured(phase, options, key, weight_dtype, activation, args)
                 if captured is not None:
-                    return captured
-            return _learn_chunks(functools.partial(learn_chunk, phase, weight_dtype=weight_dtype), *args)
+                    return _ran(options, captured)
+            return _ran(options, _learn_chunks(functools.partial(learn_chunk, phase, weight_dtype=weight_dtype), *args))
     except Exception as err:  # noqa: BLE001 — whatever the compiler raises, the plain loop does the work
         if not options.compile:
             raise
         _FAILED.add(key)
-        if options.kernel != "inductor":
-            what = "Triton step" if options.kernel == "triton" else "C++ single-pass step"
-            _warn_unavailable(what, terms, activation, err, "the Inductor step")
-            return learn(theta_full, terms, train_x, targets, input_slopes, init, activation,
-                         replace(options, kernel="inductor"))
-        _warn_unavailable("compiled inner loop", terms, activation, err, "the eager loop")
-        return None
+        fallback = _fallback(options)
+        if fallback is None:
+            _warn_unavailable("compiled inner loop", terms, activation, err, "the eager loop")
+            return None
+        _warn_unavailable(fallback[1], terms, activation, err, fallback[2])
+        return learn(theta_full, terms, train_x, targets, input_slopes, init, activation, fallback[0])

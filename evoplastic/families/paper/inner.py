@@ -267,8 +267,8 @@ def _run_episode(theta: torch.Tensor, terms: tuple[int, ...] | RuleSpace, tasks:
     weights, feedback = None, init.feedback
     if compiled and not records_graph(theta) and fusable:
         options = compiled if isinstance(compiled, fused.FusedOptions) else fused.FusedOptions()
-        if space.per_layer:  # per-layer coefficients: the Inductor step, without CUDA graphs
-            options = replace(options, kernel="inductor", cuda_graph=False)
+        if space.per_layer:  # per-layer coefficients: the Inductor or C++ step, without CUDA graphs
+            options = replace(options, kernel="cpp" if options.kernel == "cpp" else "inductor", cuda_graph=False)
         weights = fused.learn(theta_full, space.terms, tasks.train_x, targets, input_slopes, init, activation,
                               options)
     if weights is None:

@@ -15,7 +15,7 @@ from evoplastic.config import ExperimentConfig
 from evoplastic.core.batching import EpisodeBatch, score_in_member_chunks
 from evoplastic.core.fitness import free_memory, members_that_fit, resolve_device
 from evoplastic.families.paper.config import augment_levels
-from evoplastic.families.paper.fused import CPU_KERNEL, FusedOptions, compile_fallbacks
+from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks, kernels_run, resolve_kernel
 from evoplastic.families.paper.inner import records_graph, run_episode
 from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.families.paper.network import init_network, make_activation, n_weights, seeded_noise
@@ -80,9 +80,9 @@ class PaperProblem:
         self.dtype = getattr(torch, cfg.dtype)
         self.fused = cfg.es.compile and FusedOptions.for_precision(
             cfg.es.precision, cuda_graph=cfg.es.cuda_graph and self.device.type == "cuda",
-            kernel=cfg.es.kernel if self.device.type == "cuda" else CPU_KERNEL)
-        """False for the plain loop, else how the compiled loop runs (run_episode's compiled): on CPU the
-        C++ single pass, whose self-check and fallback to the Inductor step are fused.learn's."""
+            kernel=resolve_kernel(cfg.es.kernel, self.device))
+        """False for the plain loop, else how the compiled loop runs (run_episode's compiled): es.kernel=auto is
+        the C++ single pass on CPU, whose self-check and fallbacks to the Inductor step are fused.learn's."""
 
     def draw(self, step: int | str, purpose: str, n_tasks: int) -> PaperBatch:
         """The T tasks and initial networks of a step, rebuilt identically anywhere."""
@@ -134,8 +134,9 @@ class PaperProblem:
         return chunk
 
     def run_notes(self) -> dict[str, list[str]]:
-        """What the run record should keep about how this process computed: compiled steps it refused."""
-        return {"compiled_fallbacks": compile_fallbacks()} if self.fused else {}
+        """What the run record should keep about how this process computed: compiled steps it refused, and
+        those that ran (fused.FusedOptions.label)."""
+        return {"compiled_fallbacks": compile_fallbacks(), "compiled_kernels": kernels_run()} if self.fused else {}
 
     def diagnostics(self, theta: torch.Tensor, step: int | str, n_tasks: int = 4) -> dict[str, list[float]]:
         """Alignment angles and orthonormality errors per hidden layer after learning with θ (R,).
