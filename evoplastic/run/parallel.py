@@ -49,6 +49,8 @@ POLL_SECONDS = 0.001
 """Sleep between message probes: MPICH's blocking receive would spin a core at 100 %."""
 INTERRUPT_GRACE = 2.0
 """Seconds a worker waits on Ctrl-C before aborting, so that rank 0 prints the resume command first."""
+ABORT_GRACE = 1.0
+"""Seconds a rank waits after printing its error before aborting the job, so that the launcher forwards it."""
 Block = tuple[slice, slice]
 """(members, tasks) of the (P, T) score matrix."""
 
@@ -285,5 +287,6 @@ def _abort(world: World, code: int) -> None:
     """End the whole job with code; never returns (MPICH's Abort was seen to return while the job wound down)."""
     sys.stderr.flush()
     sys.stdout.flush()
+    time.sleep(ABORT_GRACE)  # the launcher forwards output asynchronously: Abort right away can lose the message
     world.comm.Abort(code)
     os._exit(code)
