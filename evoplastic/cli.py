@@ -88,8 +88,9 @@ def _train_run(cfg, run, fitness, score, args: argparse.Namespace) -> None:
     labels = theta_space(cfg).labels
     theta = ", ".join(f"{label}={v:.6g}" for label, v in zip(labels, summary.theta))
     print(f"final θ = [{theta}]")
-    print(f"query accuracy on {cfg.final_eval_tasks} fresh tasks: {100 * summary.accuracy:.2f} % "
-          f"± {100 * summary.accuracy_ci95:.2f} (95 % CI)")
+    spread = (f"± {100 * summary.accuracy_ci95:.2f} (95 % CI)" if cfg.final_eval_tasks > 1
+              else "(one task: no confidence interval)")
+    print(f"query accuracy on {cfg.final_eval_tasks} fresh tasks: {100 * summary.accuracy:.2f} % {spread}")
     for warning in summary.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if cfg.final_baselines:

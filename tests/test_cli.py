@@ -37,6 +37,14 @@ def test_train_writes_a_complete_run_record(outer, tmp_path, capsys):
     assert main(["plot", str(run)]) == 0
 
 
+
+def test_one_final_task_prints_no_interval(tmp_path, capsys):
+    assert main(["train", "configs/quickstart.yaml", *TINY, "steps=1", "eval_every=0", "final_eval_tasks=1",
+                 "--runs-dir", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "query accuracy on 1 fresh tasks" in out and "(one task: no confidence interval)" in out
+    assert "nan" not in out
+
 def test_seeds_make_one_run_each(tmp_path, capsys):
     code = main(["train", "configs/quickstart.yaml", *TINY, "steps=1", "--seeds", "3-4", "--runs-dir", str(tmp_path),
                  "--no-progress"])
