@@ -40,6 +40,7 @@ from evoplastic.families.paper.row_codes import (  # noqa: F401 — the kernel's
     ACT_NONE,
     ACT_SOFTMAX,
     SOFTPLUS_THRESHOLD,
+    forward_row_weights,
     reference_forward,
 )
 from evoplastic.families.paper.rules import needs_backprojection, of_layer
@@ -188,14 +189,13 @@ def cpu_step(
     kernel_act is kernel_activation(activation), resolved once outside; compiled_glue, when given, is
     glue under torch.compile, used for fixed feedback (bp reads B_t = W_t through the pass, eagerly).
     """
-    pass_ = row_pass
     n, last, uses_back = weights[0].shape[0], len(weights) - 1, needs_backprojection(terms)
     per_layer = keep.dim() == 2
     ys, zs, backs = [x.expand(n, -1)], [], []
     for layer, w in enumerate(weights):
-        act, param = ((ACT_SOFTMAX, 0.0) if layer == last else kernel_act) if uses_back else (ACT_NONE, 0.0)
+        act, param = forward_row_weights(layer, last, uses_back, kernel_act)
         y = keep.new_empty(n, w.shape[1]) if act in ACT_CODES.values() else None  # σ(z) from the pass
-        z, back = pass_(w, of_layer(keep, layer, per_layer), left[layer], right[layer], v=ys[-1], out=out[layer],
+        z, back = row_pass(w, of_layer(keep, layer, per_layer), left[layer], right[layer], v=ys[-1], out=out[layer],
                         act=act, act_param=param, y=y)
         ys.append(torch.softmax(z, 1) if layer == last else activation.forward(z) if y is None else y)
         zs.append(z)

@@ -15,6 +15,13 @@ SOFTPLUS_THRESHOLD = 20.0
 """βz above which softplus returns z (torch.nn.functional.softplus's default)."""
 
 
+def forward_row_weights(layer: int, last: int, uses_back: bool, kernel_act: tuple[int, float]) -> tuple[int, float]:
+    """(ACT code, parameter) of a layer's forward pass: when the rule needs u = W_tᵀ y, σ(z) computed in the
+    pass (the output layer's softmax), else no row weights."""
+    if not uses_back:
+        return ACT_NONE, 0.0
+    return (ACT_SOFTMAX, 0.0) if layer == last else kernel_act
+
 def kernel_activation(activation: Activation, step: str) -> tuple[int, float]:
     """(ACT code, parameter) of a network.ACTIVATIONS activation; ValueError for one whose forward
     differs from the kernel's closed form (checked in float64 on [-4, 4]). step names the kernel in errors."""

@@ -32,6 +32,7 @@ from evoplastic.families.paper.row_codes import (  # noqa: F401 — the kernel's
     ACT_NONE,
     ACT_SOFTMAX,
     SOFTPLUS_THRESHOLD,
+    forward_row_weights,
     reference_forward,
 )
 from evoplastic.families.paper.rules import needs_backprojection
@@ -229,7 +230,7 @@ def triton_step(
     n, last, uses_back = weights[0].shape[0], len(weights) - 1, needs_backprojection(terms)
     ys, zs, backs = [x.expand(n, -1)], [], []
     for layer, w in enumerate(weights):
-        act, param = ((ACT_SOFTMAX, 0.0) if layer == last else kernel_act) if uses_back else (ACT_NONE, 0.0)
+        act, param = forward_row_weights(layer, last, uses_back, kernel_act)
         z, back = row_pass(w, keep, left[layer], right[layer], v=ys[-1], out=out[layer], act=act, act_param=param)
         ys.append(torch.softmax(z, 1) if layer == last else activation.forward(z))
         zs.append(z)
