@@ -345,13 +345,9 @@ def compile_fallbacks() -> list[str]:
     return list(_FALLBACKS)
 
 
-def kernels_run() -> list[str]:
-    """FusedOptions.label of every compiled step that computed episodes in this process (after any fallback)."""
-    return sorted(_RAN)
-
-
 def kernel_calls() -> dict[str, int]:
-    """Calls of learn each compiled step computed so far, by FusedOptions.label (benches difference two reads)."""
+    """Calls of learn each compiled step computed so far in this process (after any fallback), by
+    FusedOptions.label: the run record lists its keys, benches difference two reads."""
     return dict(_RAN)
 
 

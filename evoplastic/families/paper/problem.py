@@ -15,7 +15,7 @@ from evoplastic.config import ExperimentConfig
 from evoplastic.core.batching import EpisodeBatch, score_in_member_chunks
 from evoplastic.core.fitness import free_memory, members_that_fit, resolve_device
 from evoplastic.families.paper.config import augment_levels
-from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks, kernels_run, resolve_kernel
+from evoplastic.families.paper.fused import FusedOptions, compile_fallbacks, kernel_calls, resolve_kernel
 from evoplastic.families.paper.inner import records_graph, run_episode
 from evoplastic.families.paper.metrics import mean_alignment_angles, orthonormality_errors
 from evoplastic.families.paper.network import init_network, make_activation, n_weights, seeded_noise
@@ -136,7 +136,9 @@ class PaperProblem:
     def run_notes(self) -> dict[str, list[str]]:
         """What the run record should keep about how this process computed: compiled steps it refused, and
         those that ran (fused.FusedOptions.label)."""
-        return {"compiled_fallbacks": compile_fallbacks(), "compiled_kernels": kernels_run()} if self.fused else {}
+        if not self.fused:
+            return {}
+        return {"compiled_fallbacks": compile_fallbacks(), "compiled_kernels": sorted(kernel_calls())}
 
     def diagnostics(self, theta: torch.Tensor, step: int | str, n_tasks: int = 4) -> dict[str, list[float]]:
         """Alignment angles and orthonormality errors per hidden layer after learning with θ (R,).
