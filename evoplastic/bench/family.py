@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from dataclasses import dataclass
 
 import torch
 
-from evoplastic.bench.inner import read_peak, reset_peak
+from evoplastic.bench.inner import read_peak, reset_peak, time_calls, timed_call
 from evoplastic.config import ExperimentConfig, load_config
 from evoplastic.families import get_family, theta_space
 from evoplastic.seeding import make_generator
@@ -145,19 +144,12 @@ def measure_family(case: FamilyCase) -> FamilyResult:
     grads: list[bool] = []
     call = _score_call(problem, theta, batch, case.autograd, accuracies, grads)
     baseline = reset_peak(device) if case.memory else math.nan
-    first = _timed(call, sync)
+    first = timed_call(call, sync)
     mib = read_peak(device) - baseline if case.memory else math.nan
-    times = [first] if case.autograd and first >= case.min_seconds else []
-    while len(times) < (1 if case.autograd else 2) or sum(times) < case.min_seconds:
-        times.append(_timed(call, sync))
+    times = [first] if case.autograd and first >= case.min_seconds else \
+        time_calls(call, case.min_seconds, sync, min_reps=1 if case.autograd else 2, warmed=True)
     median, best = statistics.median(times), min(times)
     return FamilyResult(case, len(times), median, best, case.members / median, case.members / best, accuracies[-1],
                         mib, "CUDA allocator" if device.type == "cuda" else "peak RSS",
                         all(grads) if case.autograd else None)
 
-
-def _timed(call, sync) -> float:
-    start = time.perf_counter()
-    call()
-    sync()
-    return time.perf_counter() - start

@@ -202,16 +202,22 @@ def read_peak(device: torch.device) -> float:
     return torch.cuda.max_memory_allocated(device) / MIB if device.type == "cuda" else _status_mib("VmHWM")
 
 
-def time_calls(call, min_seconds: float, sync) -> list[float]:
-    """Warm up once, then time calls until ≥ 2 reps and ≥ min_seconds in total."""
+def timed_call(call, sync) -> float:
+    """Seconds of one call, the device synchronised before the clock stops."""
+    start = time.perf_counter()
     call()
     sync()
-    times: list[float] = []
-    while len(times) < 2 or sum(times) < min_seconds:
-        start = time.perf_counter()
+    return time.perf_counter() - start
+
+
+def time_calls(call, min_seconds: float, sync, min_reps: int = 2, warmed: bool = False) -> list[float]:
+    """Warm up once (unless warmed), then time calls until ≥ min_reps reps and ≥ min_seconds in total."""
+    if not warmed:
         call()
         sync()
-        times.append(time.perf_counter() - start)
+    times: list[float] = []
+    while len(times) < min_reps or sum(times) < min_seconds:
+        times.append(timed_call(call, sync))
     return times
 
 
